@@ -1,0 +1,3 @@
+from w2vcli.cli import main
+
+main()

@@ -1,0 +1,65 @@
+"""The `w2v` command. Parse -> call one pipeline -> render. This package is the only Typer import.
+
+Subcommand modules import torch and the pipelines lazily inside their functions, so
+`w2v --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from w2vcli import __version__
+from w2vcli.cli import convert, finetune, info, prep, pretrain, score, transcribe
+
+app = typer.Typer(
+    name="w2v",
+    help="wav2vec 2.0 from a folder of raw audio to working speech recognition.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"w2v {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Show the version and exit."
+    ),
+) -> None:
+    """wav2vec 2.0: prep -> pretrain -> finetune -> transcribe -> score."""
+
+
+app.command("prep")(prep.prep)
+app.command("pretrain")(pretrain.pretrain)
+app.command("finetune")(finetune.finetune)
+app.command("transcribe")(transcribe.transcribe)
+app.command("score")(score.score)
+app.command("convert")(convert.convert)
+app.command("info")(info.info)
+
+
+def main() -> None:
+    """Entry point: known errors become one red line and a non-zero exit; W2V_DEBUG=1 shows tracebacks."""
+    from w2vcli.errors import W2VError
+
+    try:
+        app()
+    except W2VError as e:
+        if os.environ.get("W2V_DEBUG"):
+            raise
+        from w2vcli.console import error
+
+        error(str(e))
+        sys.exit(e.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)

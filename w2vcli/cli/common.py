@@ -1,0 +1,21 @@
+"""Option aliases shared by several subcommands: one name for one thing everywhere."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+Device = Annotated[
+    str, typer.Option("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
+]
+Seed = Annotated[int, typer.Option("--seed", help="Random seed (splits, masks, initialisation).")]
+Workers = Annotated[int, typer.Option("--workers", min=0, help="Worker processes for audio decoding.")]
+
+
+def not_built(name: str) -> None:
+    """A subcommand that is planned but not built yet: say so and exit 2, never pretend."""
+    from w2vcli.console import error
+
+    error(f"`w2v {name}` is not built yet in this version; see the README for what works today.")
+    raise typer.Exit(2)
