@@ -1,0 +1,1 @@
+"""One public function per subcommand: prep, pretrain, finetune, transcribe, score."""
