@@ -1,0 +1,139 @@
+"""Word n-gram language models for CTC beam search.
+
+A model is anything with `initial_state()` and `score(state, word) -> (logp, new_state)`,
+logp in natural log; the sentence end is scored as the word `</s>`. `ArpaLM` reads ARPA text
+files in pure Python (exact Katz backoff, like KenLM's query); `KenLM` wraps the optional
+`kenlm` module, which is also the only way to read KenLM binary files.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+from pathlib import Path
+from typing import Any, Protocol
+
+from w2vcli.errors import W2VError
+
+LN10 = math.log(10.0)
+BOS, EOS, UNK = "<s>", "</s>", "<unk>"
+_MISSING_UNK_LOG10 = -100.0  # what KenLM substitutes when an ARPA file has no <unk>
+
+
+class LanguageModel(Protocol):
+    def initial_state(self) -> Any: ...
+
+    def score(self, state: Any, word: str) -> tuple[float, Any]: ...
+
+
+class ArpaLM:
+    """An ARPA back-off n-gram model; a state is the tuple of context words that still matter."""
+
+    def __init__(self, probs: dict[tuple[str, ...], tuple[float, float]], order: int):
+        self.probs = probs  # ngram -> (log10 prob, log10 backoff)
+        self.order = order
+        unk = probs.get((UNK,))
+        self.unk_log10 = unk[0] if unk else _MISSING_UNK_LOG10
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> ArpaLM:
+        probs: dict[tuple[str, ...], tuple[float, float]] = {}
+        order, n = 0, 0
+        opener = gzip.open if str(path).endswith(".gz") else open
+        try:
+            with opener(path, "rt", encoding="utf-8") as f:
+                for lineno, raw in enumerate(f, 1):
+                    line = raw.strip()
+                    if not line or line.startswith("ngram ") or line in ("\\data\\", "\\end\\"):
+                        continue
+                    if line.startswith("\\") and line.endswith("-grams:"):
+                        n = int(line[1:].split("-")[0])
+                        order = max(order, n)
+                        continue
+                    fields = line.split()
+                    if n == 0 or len(fields) < n + 1:
+                        raise W2VError(f"{path}:{lineno}: not an ARPA n-gram line: {line[:60]!r}")
+                    backoff = float(fields[n + 1]) if len(fields) > n + 1 else 0.0
+                    probs[tuple(fields[1 : n + 1])] = (float(fields[0]), backoff)
+        except (OSError, UnicodeDecodeError, ValueError) as e:
+            raise W2VError(f"cannot read ARPA language model {path}: {e}") from None
+        if order == 0:
+            raise W2VError(f"{path} has no n-grams; is it an ARPA file?")
+        return cls(probs, order)
+
+    def initial_state(self) -> tuple[str, ...]:
+        return (BOS,)
+
+    def log10_prob(self, context: tuple[str, ...], word: str) -> float:
+        """log10 p(word | context): the longest known n-gram, plus the backoffs of the contexts skipped."""
+        if (word,) not in self.probs:
+            word = UNK
+        total = 0.0
+        for i in range(len(context) + 1):
+            hit = self.probs.get(context[i:] + (word,))
+            if hit is not None:
+                return total + hit[0]
+            total += self.probs.get(context[i:], (0.0, 0.0))[1]
+        return total + self.unk_log10  # only reached for <unk> missing from the file
+
+    def score(self, state: tuple[str, ...], word: str) -> tuple[float, tuple[str, ...]]:
+        logp = self.log10_prob(state, word) * LN10
+        if (word,) not in self.probs:
+            word = UNK
+        ctx = (state + (word,))[-(self.order - 1) :] if self.order > 1 else ()
+        # A context absent from the model backs off for free, so dropping it keeps scores exact and
+        # lets beams whose histories differ only there share a state.
+        while ctx and ctx not in self.probs:
+            ctx = ctx[1:]
+        return logp, ctx
+
+
+class KenLM:
+    """A `kenlm.Model` (ARPA or binary) behind the `LanguageModel` protocol."""
+
+    def __init__(self, path: str | os.PathLike):
+        import kenlm
+
+        try:
+            self.model = kenlm.Model(str(path))
+        except (OSError, RuntimeError) as e:
+            raise W2VError(f"cannot load language model {path}: {e}") from None
+        self._kenlm = kenlm
+
+    def initial_state(self):
+        state = self._kenlm.State()
+        self.model.BeginSentenceWrite(state)
+        return state
+
+    def score(self, state, word: str):
+        out = self._kenlm.State()
+        return self.model.BaseScore(state, word, out) * LN10, out
+
+
+def _is_arpa(path: Path) -> bool:
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            head = f.read(4096)
+    except OSError as e:
+        raise W2VError(f"cannot read language model {path}: {e}") from None
+    return head.lstrip().startswith(b"\\data\\")
+
+
+def load_lm(path: str | os.PathLike) -> LanguageModel:
+    """ARPA (optionally .gz) or KenLM binary; uses `kenlm` when installed, else the pure-Python reader."""
+    path = Path(path)
+    if not path.is_file():
+        raise W2VError(f"language model not found: {path}")
+    try:
+        import kenlm  # noqa: F401
+    except ImportError:
+        if not _is_arpa(path):
+            raise W2VError(
+                f"{path} is a binary KenLM model: install the kenlm module (pip install 'w2vcli[lm]') or pass an ARPA file"
+            ) from None
+        return ArpaLM.load(path)
+    if path.suffix == ".gz":  # kenlm reads gzip only when built with zlib; our reader always can
+        return ArpaLM.load(path)
+    return KenLM(path)
