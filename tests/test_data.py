@@ -292,3 +292,10 @@ def test_batch_moves_to_device(corpus):
     batch = collate_padded(_items([5, 9], labels=[[4], [5, 6]]))
     moved = batch.to("cpu")
     assert torch.equal(moved.labels, batch.labels) and moved.ids == batch.ids and batch.seconds == 14 / SR
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="pinned memory needs CUDA")
+def test_pin_memory_pins_every_tensor(corpus, vocab):
+    utts, _ = corpus
+    batch = next(iter(make_loader(utts, 1.0, vocab=vocab, pin_memory=True)))
+    assert batch.waveforms.is_pinned() and batch.lengths.is_pinned() and batch.labels.is_pinned()
