@@ -75,7 +75,7 @@ def decode(emissions, lengths=None, options: BeamOptions | None = None, blank_id
     if em.ndim == 2:
         return _decode_one(em, options, blank_id, vocab)
     lens = [em.shape[1]] * em.shape[0] if lengths is None else [int(n) for n in _as_numpy(lengths)]
-    return [_decode_one(e[:n], options, blank_id, vocab) for e, n in zip(em, lens)]
+    return [_decode_one(e[:n], options, blank_id, vocab) for e, n in zip(em, lens, strict=True)]
 
 
 def _decode_one(em: np.ndarray, options: BeamOptions, blank_id: int, vocab) -> Hypothesis:
@@ -290,7 +290,10 @@ def _candidates(lp: np.ndarray, options: BeamOptions, blank_id: int) -> list[lis
     top_lp = np.take_along_axis(lp, top, axis=1)
     keep = (top_lp >= options.token_min_logp) | (top_lp == lp.max(axis=1, keepdims=True))
     keep &= top != blank_id
-    return [list(zip(top[t][keep[t]].tolist(), top_lp[t][keep[t]].tolist())) for t in range(lp.shape[0])]
+    return [
+        list(zip(top[t][keep[t]].tolist(), top_lp[t][keep[t]].tolist(), strict=True))
+        for t in range(lp.shape[0])
+    ]
 
 
 def prefix_beam_search(emissions, tokens: list[str], options: BeamOptions, blank_id: int = 0) -> Hypothesis:
