@@ -1,10 +1,199 @@
-"""`w2v score`."""
+"""`w2v score`: WER/CER of one or more hypothesis files against a reference, tables on stderr."""
 
 from __future__ import annotations
 
-from w2vcli.cli.common import not_built
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+_FORMAT_HELP = "auto (by extension, then content), jsonl, tsv, kaldi or trn."
+_OP_STYLE = {"sub": "yellow", "del": "red", "ins": "green"}
+_OP_MARK = {"sub": "S", "del": "D", "ins": "I", "equal": ""}
 
 
-def score() -> None:
-    """Not built yet."""
-    not_built("score")
+def score(
+    ref: Annotated[str, typer.Argument(help="Reference transcripts: prep manifest, JSONL, TSV, Kaldi text or .trn; - for stdin.")],
+    hyps: Annotated[list[str], typer.Argument(help="Hypothesis file(s), e.g. `w2v transcribe` JSONL; two or more are compared.", show_default=False)],
+    missing: Annotated[str, typer.Option("--missing", help="A reference without hypothesis: fail, skip it, or score an empty one.")] = "fail",
+    json_path: Annotated[str | None, typer.Option("--json", help="Write the machine-readable report here (- for stdout).")] = None,
+    align: Annotated[int, typer.Option("--align", min=0, help="Show the word alignment of the N worst utterances.")] = 0,
+    confusions: Annotated[int, typer.Option("--confusions", min=0, help="How many of the most frequent word errors to list.")] = 10,
+    no_normalize: Annotated[bool, typer.Option("--no-normalize", help="Score the text as written (whitespace is still collapsed).")] = False,
+    keep_case: Annotated[bool, typer.Option("--keep-case", help="Normalise, but do not lowercase.")] = False,
+    keep_punctuation: Annotated[bool, typer.Option("--keep-punctuation", help="Normalise, but keep punctuation.")] = False,
+    ref_format: Annotated[str, typer.Option("--ref-format", help=_FORMAT_HELP)] = "auto",
+    hyp_format: Annotated[str, typer.Option("--hyp-format", help=_FORMAT_HELP)] = "auto",
+    bootstrap: Annotated[int | None, typer.Option("--bootstrap", min=0, help="Bootstrap resamples for 95% intervals (default 1000 when comparing systems, else 0).", show_default=False)] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed of the bootstrap.")] = 0,
+) -> None:  # fmt: skip
+    """Word and character error rates, with paired-bootstrap comparison of several systems.
+
+    Utterances are joined by id, else by audio path, never by line order.
+    """
+    from w2vcli.pipelines.score import Normalization
+    from w2vcli.pipelines.score import score as run_score
+
+    norm = Normalization(
+        lowercase=not (no_normalize or keep_case), strip_punctuation=not (no_normalize or keep_punctuation)
+    )
+    report = run_score(
+        ref, hyps, normalization=norm, missing=missing, ref_format=ref_format, hyp_format=hyp_format,
+        bootstrap=bootstrap, seed=seed, top_confusions=confusions,
+    )  # fmt: skip
+    _render(report, align)
+    if json_path is not None:
+        _write_json(report.to_json(), json_path)
+
+
+def _write_json(data: dict, path: str) -> None:
+    from w2vcli.errors import W2VError
+
+    text = json.dumps(data, ensure_ascii=False, indent=1) + "\n"
+    if path == "-":
+        typer.echo(text, nl=False)
+        return
+    target = Path(path)
+    tmp = target.with_name(target.name + ".tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, target)
+    except OSError as e:
+        raise W2VError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def _render(report, align: int) -> None:
+    from rich.markup import escape
+
+    from w2vcli.console import err, warn
+
+    for s in report.systems:
+        if s.extra:
+            warn(
+                f"{escape(s.hyp_path)}: {len(s.extra)} hypotheses match no reference (e.g. {escape(repr(s.extra[0]))})"
+            )
+        if s.missing:
+            failed = f", {len(s.failed)} failed in transcription" if s.failed else ""
+            fate = "skipped" if report.missing_mode == "skip" else "scored as empty"
+            warn(f"{escape(s.hyp_path)}: {len(s.missing)} references have no hypothesis{failed}; {fate}")
+    err.print(f"[dim]normalisation: {report.normalization.describe()}; joined on {report.systems[0].key}[/]")
+    err.print(_totals_table(report))
+    if report.comparisons:
+        err.print(_comparison_table(report))
+    for s in report.systems:
+        if s.confusions:
+            err.print(_confusion_table(s, len(report.systems) > 1))
+    for s in report.systems:
+        for u in s.worst(align):
+            if u.words.errors == 0:
+                break  # worst first, so the rest are correct too
+            _print_alignment(err, s, u, len(report.systems) > 1)
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}"
+
+
+def _ci(ci) -> str:
+    return f"[{_pct(ci[0])}, {_pct(ci[1])}]" if ci else ""
+
+
+def _totals_table(report):
+    from rich.table import Table
+
+    table = Table(
+        title=f"Error rates (%) on {len(report.systems[0].utterances)} utterances", title_justify="left"
+    )
+    for col in (
+        "system",
+        "level",
+        "rate",
+        *(["95% CI"] if report.bootstrap else []),
+        "sub",
+        "del",
+        "ins",
+        "ref len",
+    ):
+        table.add_column(
+            col, justify="left" if col in ("system", "level") else "right", no_wrap=col != "system"
+        )
+    table.add_column("SER", justify="right")
+    for s in report.systems:
+        for level, c, ci in (("words", s.words, s.wer_ci), ("chars", s.chars, s.cer_ci)):
+            name = s.hyp_path if level == "words" else ""
+            row = [name, level, _pct(c.rate), *([_ci(ci)] if report.bootstrap else [])]
+            row += [str(c.substitutions), str(c.deletions), str(c.insertions), str(c.ref_len)]
+            table.add_row(*row, _pct(s.ser) if level == "words" else "")
+    return table
+
+
+def _comparison_table(report):
+    from rich.table import Table
+
+    table = Table(
+        title=f"Paired bootstrap ({report.bootstrap} resamples, seed {report.seed})", title_justify="left"
+    )
+    for col in ("A", "B", "ΔWER", "95% CI", "P(B<A)", "ΔCER", "95% CI", "P(B<A)"):
+        table.add_column(col, justify="left" if col in ("A", "B") else "right", no_wrap=col not in ("A", "B"))
+    for c in report.comparisons:
+        a, b = report.systems[c.a].hyp_path, report.systems[c.b].hyp_path
+        table.add_row(
+            a, b, f"{100 * c.delta_wer:+.2f}", _ci(c.delta_wer_ci), f"{c.p_improvement_wer:.3f}",
+            f"{100 * c.delta_cer:+.2f}", _ci(c.delta_cer_ci), f"{c.p_improvement_cer:.3f}",
+        )  # fmt: skip
+    return table
+
+
+def _confusion_table(s, named: bool):
+    from rich.table import Table
+
+    title = "Most frequent word errors" + (f": {s.hyp_path}" if named else "")
+    table = Table(title=title, title_justify="left")
+    for col in ("count", "ref", "hyp"):
+        table.add_column(col, justify="right" if col == "count" else "left")
+    for r, h, n in s.confusions:
+        table.add_row(str(n), r if r is not None else "[dim]∅[/]", h if h is not None else "[dim]∅[/]")
+    return table
+
+
+def _pad(text: str, width: int) -> str:
+    from rich.cells import cell_len
+
+    return text + " " * (width - cell_len(text))
+
+
+def _print_alignment(console, s, u, named: bool) -> None:
+    """sclite-style REF/HYP lines, columns padded to the wider word and wrapped to the terminal."""
+    from rich.cells import cell_len
+    from rich.markup import escape
+
+    c = u.words
+    source = f"{s.hyp_path}: " if named else ""
+    console.print(
+        f"[bold]{escape(source + u.id)}[/]  WER {_pct(c.rate)}% "
+        f"(S {c.substitutions}, D {c.deletions}, I {c.insertions}, {c.ref_len} words)"
+        + (" (no hypothesis)" if u.missing else ""),
+        highlight=False,
+        markup=True,
+    )
+    width = max(console.width - 6, 20)
+    lines, cols, used = [], [], 0
+    for op, r, h in u.alignment() or [("equal", "", "")]:
+        r, h = r if r is not None else "*" * cell_len(h), h if h is not None else "*" * cell_len(r)
+        w = max(cell_len(r), cell_len(h), 1)  # terminal cells, so CJK words stay aligned
+        if cols and used + w + 1 > width:
+            lines.append(cols)
+            cols, used = [], 0
+        cols.append((op, _pad(r, w), _pad(h, w), _OP_MARK[op].ljust(w)))
+        used += w + 1
+    lines.append(cols)
+    for cols in lines:
+        for label, k in (("REF", 1), ("HYP", 2), ("   ", 3)):
+            cells = [
+                f"[{_OP_STYLE[col[0]]}]{escape(col[k])}[/]" if col[0] in _OP_STYLE else escape(col[k])
+                for col in cols
+            ]
+            console.print(f"{label}: " + " ".join(cells), highlight=False, soft_wrap=True)
+    console.print()
