@@ -69,6 +69,7 @@ def _render(report, align: int) -> None:
 
     from w2vcli.console import err, warn
 
+    many = len(report.systems) > 1
     for s in report.systems:
         if s.extra:
             warn(
@@ -79,17 +80,20 @@ def _render(report, align: int) -> None:
             fate = "skipped" if report.missing_mode == "skip" else "scored as empty"
             warn(f"{escape(s.hyp_path)}: {len(s.missing)} references have no hypothesis{failed}; {fate}")
     err.print(f"[dim]normalisation: {report.normalization.describe()}; joined on {report.systems[0].key}[/]")
+    if many:
+        for i, s in enumerate(report.systems):
+            err.print(f"[bold]{_label(i)}[/] = {escape(s.hyp_path)}", highlight=False)
     err.print(_totals_table(report))
     if report.comparisons:
         err.print(_comparison_table(report))
-    for s in report.systems:
+    for i, s in enumerate(report.systems):
         if s.confusions:
-            err.print(_confusion_table(s, len(report.systems) > 1))
-    for s in report.systems:
+            err.print(_confusion_table(s, f" ({_label(i)})" * many))
+    for i, s in enumerate(report.systems):
         for u in s.worst(align):
             if u.words.errors == 0:
                 break  # worst first, so the rest are correct too
-            _print_alignment(err, s, u, len(report.systems) > 1)
+            _print_alignment(err, u, f"{_label(i)}: " * many)
 
 
 def _pct(x: float) -> str:
@@ -100,30 +104,23 @@ def _ci(ci) -> str:
     return f"[{_pct(ci[0])}, {_pct(ci[1])}]" if ci else ""
 
 
+def _label(i: int) -> str:
+    return chr(ord("A") + i) if i < 26 else str(i + 1)
+
+
 def _totals_table(report):
     from rich.table import Table
 
-    table = Table(
-        title=f"Error rates (%) on {len(report.systems[0].utterances)} utterances", title_justify="left"
-    )
-    for col in (
-        "system",
-        "level",
-        "rate",
-        *(["95% CI"] if report.bootstrap else []),
-        "sub",
-        "del",
-        "ins",
-        "ref len",
-    ):
-        table.add_column(
-            col, justify="left" if col in ("system", "level") else "right", no_wrap=col != "system"
-        )
-    table.add_column("SER", justify="right")
-    for s in report.systems:
+    many = len(report.systems) > 1
+    title = f"Error rates (%) on {len(report.systems[0].utterances)} utterances"
+    table = Table(title=title, title_justify="left")
+    cols = ["system"] * many + ["level", "rate"] + ["95% CI"] * bool(report.bootstrap)
+    for col in cols + ["sub", "del", "ins", "ref", "SER"]:
+        table.add_column(col, justify="left" if col in ("system", "level") else "right", no_wrap=True)
+    for i, s in enumerate(report.systems):
         for level, c, ci in (("words", s.words, s.wer_ci), ("chars", s.chars, s.cer_ci)):
-            name = s.hyp_path if level == "words" else ""
-            row = [name, level, _pct(c.rate), *([_ci(ci)] if report.bootstrap else [])]
+            row = [_label(i) if level == "words" else ""] * many + [level, _pct(c.rate)]
+            row += [_ci(ci)] * bool(report.bootstrap)
             row += [str(c.substitutions), str(c.deletions), str(c.insertions), str(c.ref_len)]
             table.add_row(*row, _pct(s.ser) if level == "words" else "")
     return table
@@ -132,25 +129,26 @@ def _totals_table(report):
 def _comparison_table(report):
     from rich.table import Table
 
-    table = Table(
-        title=f"Paired bootstrap ({report.bootstrap} resamples, seed {report.seed})", title_justify="left"
+    title = (
+        f"Paired bootstrap, {report.bootstrap} resamples, seed {report.seed} (Δ = B − A, negative: B better)"
     )
-    for col in ("A", "B", "ΔWER", "95% CI", "P(B<A)", "ΔCER", "95% CI", "P(B<A)"):
-        table.add_column(col, justify="left" if col in ("A", "B") else "right", no_wrap=col not in ("A", "B"))
+    table = Table(title=title, title_justify="left")
+    for col in ("B vs A", "level", "Δ", "95% CI", "P(B better)"):
+        table.add_column(col, justify="left" if col in ("B vs A", "level") else "right", no_wrap=True)
     for c in report.comparisons:
-        a, b = report.systems[c.a].hyp_path, report.systems[c.b].hyp_path
-        table.add_row(
-            a, b, f"{100 * c.delta_wer:+.2f}", _ci(c.delta_wer_ci), f"{c.p_improvement_wer:.3f}",
-            f"{100 * c.delta_cer:+.2f}", _ci(c.delta_cer_ci), f"{c.p_improvement_cer:.3f}",
-        )  # fmt: skip
+        name = f"{_label(c.b)} vs {_label(c.a)}"
+        for level, d, ci, p in (
+            ("words", c.delta_wer, c.delta_wer_ci, c.p_improvement_wer),
+            ("chars", c.delta_cer, c.delta_cer_ci, c.p_improvement_cer),
+        ):
+            table.add_row(name if level == "words" else "", level, f"{100 * d:+.2f}", _ci(ci), f"{p:.3f}")
     return table
 
 
-def _confusion_table(s, named: bool):
+def _confusion_table(s, suffix: str):
     from rich.table import Table
 
-    title = "Most frequent word errors" + (f": {s.hyp_path}" if named else "")
-    table = Table(title=title, title_justify="left")
+    table = Table(title="Top errors" + suffix, title_justify="left")
     for col in ("count", "ref", "hyp"):
         table.add_column(col, justify="right" if col == "count" else "left")
     for r, h, n in s.confusions:
@@ -164,13 +162,12 @@ def _pad(text: str, width: int) -> str:
     return text + " " * (width - cell_len(text))
 
 
-def _print_alignment(console, s, u, named: bool) -> None:
+def _print_alignment(console, u, source: str) -> None:
     """sclite-style REF/HYP lines, columns padded to the wider word and wrapped to the terminal."""
     from rich.cells import cell_len
     from rich.markup import escape
 
     c = u.words
-    source = f"{s.hyp_path}: " if named else ""
     console.print(
         f"[bold]{escape(source + u.id)}[/]  WER {_pct(c.rate)}% "
         f"(S {c.substitutions}, D {c.deletions}, I {c.insertions}, {c.ref_len} words)"
