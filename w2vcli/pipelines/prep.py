@@ -1,0 +1,245 @@
+"""`w2v prep`: any folder of audio (and transcripts) -> 16 kHz mono FLAC, manifests, vocabulary.
+
+    report = prepare(["corpus/"], "data/", PrepOptions(valid_percent=5))
+
+Layout of the output directory: `audio/` (a mirror of the sources), `train.jsonl`,
+`valid.jsonl`, `rejected.jsonl`, `vocab.json` or `spm.model` when there are transcripts,
+fairseq `.tsv/.ltr/.wrd` on request, `prep.json` (the report), `.prep-cache.jsonl` (resume).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from w2vcli import __version__
+from w2vcli.audio import SAMPLE_RATE
+from w2vcli.errors import UsageError
+from w2vcli.inputs import scan
+from w2vcli.manifest import Utterance, write_manifest
+from w2vcli.pipelines import _prep_outputs as outputs
+from w2vcli.pipelines._prep_cache import ConversionCache
+from w2vcli.pipelines._prep_convert import Job, convert_all
+from w2vcli.text import find_numbers, load_vocabulary, normalize_text
+from w2vcli.transcripts import EMPTY_TEXT, NO_TRANSCRIPT, ORPHAN, TranscriptIndex
+
+AUDIO_DIR, REPORT_FILE, REJECTED_FILE = "audio", "prep.json", "rejected.jsonl"
+TOO_SHORT, OUT_OF_VOCAB = "too short", "characters outside the vocabulary"
+
+
+@dataclass
+class PrepOptions:
+    valid_percent: float = 5.0
+    min_seconds: float = 0.5
+    max_seconds: float = 30.0
+    transcripts: str | None = None  # a TSV/CSV/JSONL table (see w2vcli.transcripts)
+    unlabelled: bool = False  # ignore every transcript: data for pretraining
+    vocab: str = "chars"  # "chars", "sentencepiece", or the path of an existing vocabulary
+    vocab_size: int = 1000  # sentencepiece only
+    lowercase: bool = True
+    strip_punctuation: bool = True
+    fairseq: bool = False
+    allow_clipping: bool = False
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    seed: int = 0
+
+    def check(self) -> None:
+        if not 0 <= self.valid_percent < 100:
+            raise UsageError(f"--valid-percent must be in [0, 100), got {self.valid_percent:g}")
+        if self.max_seconds <= 0 or not 0 <= self.min_seconds < self.max_seconds:
+            raise UsageError("need 0 <= --min-seconds < --max-seconds")
+        if self.vocab_size < 2:
+            raise UsageError("--vocab-size must be at least 2")
+        if self.transcripts is not None and not Path(self.transcripts).is_file():
+            raise UsageError(f"--transcripts: no such file {self.transcripts}")
+
+
+@dataclass
+class PrepProgress:
+    done: int  # files finished (converted, reused or rejected)
+    total: int  # files to look at
+    seconds: float  # audio seconds produced so far
+    cached: int  # files reused from an earlier run
+
+
+@dataclass
+class PrepReport:
+    out_dir: str
+    labelled: bool
+    files: dict  # found, converted, cached, rejected
+    splits: dict  # split -> {"utterances", "seconds"}
+    durations: dict
+    sources: dict  # sample_rates, channels, encodings: counts of source files
+    vocab: dict | None
+    numbers: dict  # utterances whose text has digits, with examples
+    rejected: list[dict]  # {"path", "reason", "detail"}
+    outputs: list[str]
+    options: dict
+    elapsed: float
+    version: str = __version__
+
+    @property
+    def rejected_by_reason(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for r in self.rejected:
+            counts[r["reason"]] = counts.get(r["reason"], 0) + 1
+        return dict(sorted(counts.items(), key=lambda kv: -kv[1]))
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["rejected_by_reason"] = self.rejected_by_reason
+        return d
+
+
+def _given_vocab(options: PrepOptions):
+    if options.vocab in ("chars", "sentencepiece"):
+        return None
+    if not Path(options.vocab).exists():
+        raise UsageError(
+            f"--vocab must be chars, sentencepiece or an existing vocabulary; {options.vocab} not found"
+        )
+    return load_vocabulary(options.vocab)
+
+
+def prepare(
+    sources: list, out_dir: str | os.PathLike, options: PrepOptions | None = None, on_progress=None
+) -> PrepReport:
+    """Convert, check and split everything under `sources` into `out_dir`; see the module docstring.
+
+    Bad inputs never stop the run: each becomes an entry of `report.rejected`. Raises
+    UsageError for bad options or a missing source. `on_progress(PrepProgress)` is called as
+    files finish.
+    """
+    options = options or PrepOptions()
+    options.check()
+    given_vocab = _given_vocab(options)
+    started, out = time.monotonic(), Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    found = scan(sources, skip_dir=out)
+    rejected = [{"path": p, "reason": r, "detail": d} for p, r, d in found.rejected]
+
+    index = TranscriptIndex()
+    if not options.unlabelled:
+        index.add_text_files(found.text_files)
+        if options.transcripts:
+            index.add_table(options.transcripts)
+    texts = {a.rel: index.find(a.path) for a in found.audio} if not options.unlabelled else {}
+    labelled = bool(options.transcripts) or any(t is not None for t in texts.values())
+
+    jobs, normalised = [], {}
+    for a in found.audio:
+        t = texts.get(a.rel)
+        reason, detail = None, None
+        if labelled and t is None:
+            reason, detail = NO_TRANSCRIPT, "others have one; pass --unlabelled to prepare audio only"
+        elif labelled and t.problem:
+            reason, detail = t.problem, t.source
+        elif labelled:
+            text = normalize_text(t.text, options.lowercase, options.strip_punctuation)
+            unknown = given_vocab.unknown_chars(text) if given_vocab is not None else set()
+            if not text:
+                reason, detail = EMPTY_TEXT, t.source
+            elif unknown:
+                reason, detail = OUT_OF_VOCAB, f"{''.join(sorted(unknown))!r} not in {options.vocab}"
+            normalised[a.rel] = text
+        if reason:
+            rejected.append({"path": str(a.path), "reason": reason, "detail": detail})
+            continue
+        root = str((out / AUDIO_DIR).resolve())
+        jobs.append(Job(str(a.path), root, a.rel, options.max_seconds, not labelled, options.allow_clipping))
+    for t in index.orphans(found.audio_dirs) if labelled else ():
+        rejected.append({"path": t.source, "reason": ORPHAN, "detail": "no audio file matches it"})
+
+    results = _convert(jobs, out, options.workers, on_progress)
+    groups, infos, counts = {}, [], {"found": len(found.audio) + len(found.rejected), "cached": 0}
+    for job, (result, cached) in zip(jobs, results, strict=True):
+        counts["cached"] += cached
+        if result.get("info"):
+            infos.append(result["info"])
+        if result["status"] != "ok":
+            rejected.append({"path": job.src, "reason": result["reason"], "detail": result["detail"]})
+            continue
+        rejected += [
+            {"path": job.src, "reason": r["reason"], "detail": r["detail"]} for r in result["rejected"]
+        ]
+        for seg in result["segments"]:
+            if seg["duration"] < options.min_seconds:
+                detail = f"{seg['duration']:.2f} s < --min-seconds {options.min_seconds:g}"
+                rejected.append({"path": job.src, "reason": TOO_SHORT, "detail": detail})
+                continue
+            audio = f"{AUDIO_DIR}/{seg['audio']}"
+            utt = Utterance(seg["audio"].rsplit(".", 1)[0], audio, seg["duration"], normalised.get(job.rel))
+            groups.setdefault(job.rel, []).append(utt)
+
+    splits = outputs.assign_splits(groups, options.valid_percent, options.seed)
+    all_texts = [u.text for s in outputs.SPLITS for u in splits[s] if u.text is not None]
+    vocab = (
+        outputs.build_vocab(options.vocab, options.vocab_size, all_texts, given_vocab) if labelled else None
+    )
+    written = _write(out, splits, vocab, rejected, options)
+    with_digits = [u for s in outputs.SPLITS for u in splits[s] if u.text and find_numbers(u.text)]
+    report = PrepReport(
+        out_dir=str(out),
+        labelled=labelled,
+        files={**counts, "converted": len(jobs) - counts["cached"], "rejected": len(rejected)},
+        splits={
+            s: {"utterances": len(u), "seconds": round(sum(x.duration for x in u), 3)}
+            for s, u in splits.items()
+        },
+        durations=outputs.duration_stats([u.duration for s in outputs.SPLITS for u in splits[s]]),
+        sources=outputs.source_stats(infos),
+        vocab=outputs.vocab_summary(vocab),
+        numbers={"utterances": len(with_digits), "examples": [f"{u.id}: {u.text}" for u in with_digits[:5]]},
+        rejected=rejected,
+        outputs=written,
+        options=asdict(options),
+        elapsed=round(time.monotonic() - started, 3),
+    )
+    outputs.write_text(out / REPORT_FILE, json.dumps(report.to_json(), ensure_ascii=False, indent=1) + "\n")
+    return report
+
+
+def _convert(jobs: list[Job], out: Path, workers: int, on_progress) -> list[tuple[dict, bool]]:
+    """Results in job order, as (result, reused-from-cache)."""
+    cache = ConversionCache(out)
+    results: dict[Job, tuple[dict, bool]] = {}
+    todo, seconds = [], 0.0
+
+    def done(job: Job, result: dict, cached: bool = False) -> None:
+        nonlocal seconds
+        results[job] = (result, cached)
+        seconds += sum(s["duration"] for s in result.get("segments", ()))
+        if not cached:
+            cache.put(job, result)
+        if on_progress is not None:
+            on_progress(PrepProgress(len(results), len(jobs), seconds, sum(c for _, c in results.values())))
+
+    for job in jobs:
+        hit = cache.get(job)
+        if hit is not None:
+            done(job, hit, cached=True)
+        else:
+            todo.append(job)
+    try:
+        convert_all(todo, workers, done)
+    finally:
+        cache.close()
+    return [results[j] for j in jobs]
+
+
+def _write(out: Path, splits: dict, vocab, rejected: list[dict], options: PrepOptions) -> list[str]:
+    written = []
+    for split, utts in splits.items():
+        write_manifest(out / f"{split}.jsonl", utts)
+        written.append(f"{split}.jsonl")
+    outputs.write_jsonl(out / REJECTED_FILE, rejected)
+    written.append(REJECTED_FILE)
+    outputs.save_vocab(out, vocab)
+    if vocab is not None:
+        written.append(outputs.vocab_summary(vocab)["file"])
+    if options.fairseq:
+        written += outputs.write_fairseq(out, splits, SAMPLE_RATE)
+    return written
