@@ -18,7 +18,7 @@ from w2vcli.errors import W2VError
 SAMPLE_RATE = 16_000
 BLOCK_FRAMES = 1 << 16
 CLIP_LEVEL = 0.99  # 8-bit full scale is 127/128, so "at full scale" must sit a little under 1.0
-CLIP_RUN = 3  # a flat top of 3+ samples at full scale is clipping; a single peak there is just loud
+CLIP_RUN = 3  # a flat top of 3+ equal samples at full scale is clipping; a single peak there is just loud
 
 # Rejection reasons: short, stable keys (they group the summary table and `rejected.jsonl`).
 EMPTY, NOT_AUDIO, CORRUPT, TRUNCATED, UNREADABLE = (
@@ -146,11 +146,15 @@ def decode_checked(
 
 
 def _clipped_samples(block: np.ndarray) -> int:
-    """Samples in flat runs of CLIP_RUN or more at full scale, over all channels.  block: (n, C)"""
-    hot = np.abs(block) >= CLIP_LEVEL  # (n, C)
-    run = hot[CLIP_RUN - 1 :].copy()
-    for k in range(1, CLIP_RUN):
-        run &= hot[CLIP_RUN - 1 - k : len(hot) - k]
+    """Samples in flat runs (equal values) of CLIP_RUN or more at full scale, over all channels.
+    Equality matters: a loud low tone lingers near full scale for many samples without clipping.
+
+    block: (n, C)
+    """
+    flat = (np.abs(block[1:]) >= CLIP_LEVEL) & (np.abs(np.diff(block, axis=0)) < 1e-6)  # (n-1, C)
+    run = flat[CLIP_RUN - 2 :].copy()
+    for k in range(1, CLIP_RUN - 1):
+        run &= flat[CLIP_RUN - 2 - k : len(flat) - k]
     return int(run.sum())
 
 
