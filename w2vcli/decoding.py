@@ -8,8 +8,10 @@ Frame spans are half-open like Hugging Face's char offsets: a token occupies fra
 
 from __future__ import annotations
 
+import heapq
 import math
 from dataclasses import dataclass, field
+from operator import itemgetter
 
 import numpy as np
 
@@ -247,22 +249,36 @@ class _Prefixes:
             bonus += opt.lm_weight * logp
         return bonus, state
 
-    def child(self, node: int, c: int) -> int:
-        key = (node, c)
-        if key in self.children:
-            return self.children[key]
+    def _extend(self, node: int, c: int):
+        """(bonus, LM state, unfinished word) of `node`'s prefix followed by token c."""
         tok, word = self.tokens[c], self.word[node]
-        bonus, state = self.bonus[node], self.lm_state[node]
         if tok in _DROPPED:
-            pass
-        elif tok == "|" or (self.sp and tok.startswith(WORD_START)):
+            return self.bonus[node], self.lm_state[node], word
+        if tok == "|" or (self.sp and tok.startswith(WORD_START)):
             bonus, state = self._finish_word(node, word)
-            word = tok[1:] if self.sp else ""
-        else:
-            word += tok
+            return bonus, state, tok[1:] if self.sp else ""
+        return self.bonus[node], self.lm_state[node], word + tok
+
+    def key(self, node: int, c: int):
+        """The node of prefix + c if it exists, else (node, c): only survivors of pruning become nodes."""
+        return self.children.get((node, c), (node, c))
+
+    def bonus_of(self, key) -> float:
+        if isinstance(key, int):
+            return self.bonus[key]
+        node, c = key
+        tok = self.tokens[c]
+        if tok == "|" or (self.sp and tok.startswith(WORD_START)):
+            return self._extend(node, c)[0]
+        return self.bonus[node]
+
+    def node(self, key) -> int:
+        if isinstance(key, int):
+            return key
+        bonus, state, word = self._extend(*key)
         self.children[key] = len(self.parent)
-        self.parent.append(node)
-        self.token.append(c)
+        self.parent.append(key[0])
+        self.token.append(key[1])
         self.lm_state.append(state)
         self.bonus.append(bonus)
         self.word.append(word)
@@ -308,7 +324,7 @@ def prefix_beam_search(emissions, tokens: list[str], options: BeamOptions, blank
     neg = -math.inf
     for t, cands in enumerate(_candidates(lp, options, blank_id)):
         p_blank = float(lp[t, blank_id])
-        nxt: dict[int, list[float]] = {}
+        nxt: dict = {}  # node or (node, token) -> [pb, pnb]
         for node, (pb, pnb) in beams.items():
             total = logaddexp(pb, pnb)
             last = tree.token[node]
@@ -322,12 +338,12 @@ def prefix_beam_search(emissions, tokens: list[str], options: BeamOptions, blank
                     grown = total + p
                 if grown == neg:
                     continue
-                e = nxt.setdefault(tree.child(node, c), [neg, neg])
+                e = nxt.setdefault(tree.key(node, c), [neg, neg])
                 e[1] = logaddexp(e[1], grown)
-        ranked = sorted(nxt.items(), key=lambda kv: -(logaddexp(*kv[1]) + tree.bonus[kv[0]]))
-        best = logaddexp(*ranked[0][1]) + tree.bonus[ranked[0][0]]
-        floor = neg if options.beam_prune_logp is None else best + options.beam_prune_logp
-        beams = {n: (v[0], v[1]) for n, v in ranked[: options.beam] if logaddexp(*v) + tree.bonus[n] >= floor}
+        scored = [(logaddexp(pb, pnb) + tree.bonus_of(k), k) for k, (pb, pnb) in nxt.items()]
+        top = heapq.nlargest(options.beam, scored, key=itemgetter(0))
+        floor = neg if options.beam_prune_logp is None else top[0][0] + options.beam_prune_logp
+        beams = {tree.node(k): tuple(nxt[k]) for score, k in top if score >= floor}
     node, score = max(
         ((n, logaddexp(pb, pnb) + tree.final_bonus(n)) for n, (pb, pnb) in beams.items()), key=lambda x: x[1]
     )
