@@ -1,0 +1,119 @@
+"""Our checkpoint format: a directory with `config.json` + `model.safetensors` (+ `vocab.json` for CTC).
+
+safetensors holds only tensors, so loading a checkpoint never unpickles arbitrary objects.
+Keys are Hugging Face's (`wav2vec2.encoder.layers.0...`), with the weight-normalised positional
+conv stored as `weight_g` / `weight_v`. `config.json` holds the ModelConfig fields plus a `w2vcli`
+block naming the head.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from w2vcli import __version__
+from w2vcli.config import CONFIG_FILE, ModelConfig
+from w2vcli.errors import W2VError
+from w2vcli.model import Wav2Vec2ForCTC, Wav2Vec2ForPreTraining
+from w2vcli.text import VOCAB_FILE, Vocabulary
+
+WEIGHTS_FILE = "model.safetensors"
+HEADS = {"ctc": Wav2Vec2ForCTC, "pretraining": Wav2Vec2ForPreTraining}
+
+
+@dataclass
+class Checkpoint:
+    model: torch.nn.Module
+    config: ModelConfig
+    head: str  # "ctc" or "pretraining"
+    vocab: Vocabulary | None
+    path: Path
+
+
+def head_of(model: torch.nn.Module) -> str:
+    for name, cls in HEADS.items():
+        if isinstance(model, cls):
+            return name
+    raise TypeError(f"not a wav2vec 2.0 head: {type(model).__name__}")
+
+
+def is_checkpoint(path: str | os.PathLike) -> bool:
+    p = Path(path)
+    if not (p / CONFIG_FILE).is_file() or not (p / WEIGHTS_FILE).is_file():
+        return False
+    try:
+        return "w2vcli" in json.loads((p / CONFIG_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+
+
+def save_checkpoint(
+    model: torch.nn.Module, directory: str | os.PathLike, vocab: Vocabulary | None = None, **info
+) -> Path:
+    """Write atomically: into a temporary sibling directory, then rename over `directory`."""
+    directory = Path(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    tmp = directory.with_name(f".{directory.name}.tmp-{os.getpid()}")
+    tmp.mkdir(exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    save_file(state, str(tmp / WEIGHTS_FILE), metadata={"format": "pt"})
+    model.config.save(tmp, extra={"w2vcli": {"head": head_of(model), "version": __version__, **info}})
+    if vocab is not None:
+        vocab.save(tmp)
+    for f in tmp.iterdir():
+        with open(f, "rb") as fh:
+            os.fsync(fh.fileno())
+    if directory.exists():
+        old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
+        os.replace(directory, old)
+        os.replace(tmp, directory)
+        for f in old.iterdir():
+            f.unlink()
+        old.rmdir()
+    else:
+        os.replace(tmp, directory)
+    return directory
+
+
+def read_info(directory: str | os.PathLike) -> dict:
+    path = Path(directory) / CONFIG_FILE
+    try:
+        return json.loads(path.read_text()).get("w2vcli", {})
+    except (OSError, ValueError) as e:
+        raise W2VError(f"cannot read {path}: {e}") from None
+
+
+def load_checkpoint(directory: str | os.PathLike, map_location: str = "cpu") -> Checkpoint:
+    directory = Path(directory)
+    if not is_checkpoint(directory):
+        raise W2VError(
+            f"{directory} is not a w2vcli checkpoint (expected config.json + model.safetensors); "
+            "import a Hugging Face model with `w2v convert`"
+        )
+    config = ModelConfig.load(directory)
+    head = read_info(directory).get("head", "ctc")
+    if head not in HEADS:
+        raise W2VError(f"{directory}: unknown head {head!r} in config.json")
+    model = HEADS[head](config)
+    state = load_file(str(directory / WEIGHTS_FILE), device=map_location)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise W2VError(
+            f"{directory}: weights do not match the config (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
+    vocab = Vocabulary.load(directory) if (directory / VOCAB_FILE).is_file() else None
+    return Checkpoint(model.eval(), config, head, vocab, directory)
+
+
+def load_backbone(model: torch.nn.Module, source: torch.nn.Module) -> None:
+    """Copy the shared `wav2vec2.*` weights of one head into another (pretraining -> CTC)."""
+    state = {k: v for k, v in source.state_dict().items() if k.startswith("wav2vec2.")}
+    missing, _ = model.load_state_dict(state, strict=False)
+    backbone_missing = [k for k in missing if k.startswith("wav2vec2.")]
+    if backbone_missing:
+        raise W2VError(f"initial model lacks {len(backbone_missing)} backbone weights, e.g. {backbone_missing[0]}")

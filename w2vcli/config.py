@@ -1,0 +1,187 @@
+"""Architecture description: one dataclass of plain values, presets, JSON load/save.
+
+Field names follow Hugging Face's `Wav2Vec2Config` so that config.json files map one to one;
+fairseq-only options (`feature_grad_mult`, `feature_penalty_weight`) keep fairseq's names.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from w2vcli.errors import W2VError
+
+CONFIG_FILE = "config.json"
+
+
+@dataclass
+class ModelConfig:
+    # Feature encoder (CNN): 320x downsampling, 20 ms per frame at 16 kHz.
+    conv_dim: tuple[int, ...] = (512,) * 7
+    conv_kernel: tuple[int, ...] = (10, 3, 3, 3, 3, 2, 2)
+    conv_stride: tuple[int, ...] = (5, 2, 2, 2, 2, 2, 2)
+    conv_bias: bool = False
+    feat_extract_norm: str = "group"  # "group": GroupNorm after conv 0 only; "layer": LayerNorm in every block
+    do_normalize: bool = False  # zero mean / unit variance per utterance (LARGE)
+    # Transformer context network.
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    intermediate_size: int = 3072
+    do_stable_layer_norm: bool = False  # pre-LN + final LN (LARGE); post-LN otherwise (BASE)
+    num_conv_pos_embeddings: int = 128
+    num_conv_pos_embedding_groups: int = 16
+    layer_norm_eps: float = 1e-5
+    # Regularisation.
+    hidden_dropout: float = 0.1
+    attention_dropout: float = 0.1
+    activation_dropout: float = 0.0
+    feat_proj_dropout: float = 0.1
+    final_dropout: float = 0.0
+    layerdrop: float = 0.05
+    # Span masking: mask_time_prob is p x M (spans of M frames start with probability p), see masking.py.
+    mask_time_prob: float = 0.65
+    mask_time_length: int = 10
+    mask_time_min_masks: int = 2
+    mask_feature_prob: float = 0.0
+    mask_feature_length: int = 64
+    # Quantizer and pretraining objective.
+    num_codevector_groups: int = 2
+    num_codevectors_per_group: int = 320
+    codevector_dim: int = 256
+    proj_codevector_dim: int = 256
+    contrastive_logits_temperature: float = 0.1
+    num_negatives: int = 100
+    diversity_loss_weight: float = 0.1
+    feature_penalty_weight: float = 10.0
+    feature_grad_mult: float = 0.1
+    # CTC head.
+    vocab_size: int = 32
+    pad_token_id: int = 0  # the CTC blank
+
+    def __post_init__(self) -> None:
+        for name in ("conv_dim", "conv_kernel", "conv_stride"):
+            setattr(self, name, tuple(int(v) for v in getattr(self, name)))
+        problems = []
+        if not len(self.conv_dim) == len(self.conv_kernel) == len(self.conv_stride):
+            problems.append("conv_dim, conv_kernel and conv_stride must have the same length")
+        if self.feat_extract_norm not in ("group", "layer"):
+            problems.append(f"feat_extract_norm must be 'group' or 'layer', not {self.feat_extract_norm!r}")
+        if self.hidden_size % self.num_attention_heads:
+            problems.append("hidden_size must be divisible by num_attention_heads")
+        if self.hidden_size % self.num_conv_pos_embedding_groups:
+            problems.append("hidden_size must be divisible by num_conv_pos_embedding_groups")
+        if self.codevector_dim % self.num_codevector_groups:
+            problems.append("codevector_dim must be divisible by num_codevector_groups")
+        if problems:
+            raise W2VError("invalid model config: " + "; ".join(problems))
+
+    @property
+    def num_codevectors(self) -> int:
+        return self.num_codevector_groups * self.num_codevectors_per_group
+
+    @property
+    def receptive_field(self) -> int:
+        """Samples seen by one output frame (400 for the standard encoder)."""
+        field_, jump = 1, 1
+        for k, s in zip(self.conv_kernel, self.conv_stride):
+            field_ += (k - 1) * jump
+            jump *= s
+        return field_
+
+    @property
+    def frame_stride(self) -> int:
+        """Samples between output frames (320 for the standard encoder)."""
+        stride = 1
+        for s in self.conv_stride:
+            stride *= s
+        return stride
+
+    def replace(self, **changes) -> ModelConfig:
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise W2VError(f"unknown model config field(s): {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+    def save(self, directory: str | os.PathLike, extra: dict | None = None) -> Path:
+        path = Path(directory) / CONFIG_FILE
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps({**self.to_dict(), **(extra or {})}, indent=2) + "\n")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> ModelConfig:
+        path = Path(directory) / CONFIG_FILE
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except (OSError, ValueError) as e:
+            raise W2VError(f"cannot read model config {path}: {e}") from None
+
+
+def _base() -> ModelConfig:
+    return ModelConfig()
+
+
+def _large() -> ModelConfig:
+    # LV-60k: layer-norm encoder with conv bias, waveform normalisation, pre-LN transformer.
+    return ModelConfig(
+        conv_bias=True,
+        feat_extract_norm="layer",
+        do_normalize=True,
+        hidden_size=1024,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        intermediate_size=4096,
+        do_stable_layer_norm=True,
+        codevector_dim=768,
+        proj_codevector_dim=768,
+        feature_penalty_weight=0.0,
+        feature_grad_mult=1.0,
+        layerdrop=0.0,
+    )
+
+
+def _tiny() -> ModelConfig:
+    # CPU-friendly: layer-norm encoder (padding-invariant, so fine-tuning batches can pad), pre-LN.
+    return ModelConfig(
+        conv_dim=(256,) * 7,
+        conv_bias=True,
+        feat_extract_norm="layer",
+        do_normalize=True,
+        hidden_size=256,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        intermediate_size=1024,
+        do_stable_layer_norm=True,
+        num_conv_pos_embeddings=64,
+        num_conv_pos_embedding_groups=16,
+        codevector_dim=256,
+        proj_codevector_dim=128,
+        feature_penalty_weight=0.0,
+        feature_grad_mult=1.0,
+        layerdrop=0.0,
+    )
+
+
+PRESETS = {"tiny": _tiny, "base": _base, "large": _large}
+
+
+def preset(name: str) -> ModelConfig:
+    try:
+        return PRESETS[name]()
+    except KeyError:
+        raise W2VError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
+

@@ -1,0 +1,199 @@
+"""Hugging Face interop: import a transformers wav2vec 2.0 directory, export ours to one.
+
+Our module names are Hugging Face's, so the key table is short: the positional conv's weight norm
+(`weight_g`/`weight_v`, or `parametrizations.weight.original0/1` in newer files) and the
+`wav2vec2.` prefix that bare `Wav2Vec2Model` files lack.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from w2vcli.checkpoint import HEADS, Checkpoint, head_of, load_checkpoint, save_checkpoint
+from w2vcli.config import ModelConfig
+from w2vcli.errors import W2VError
+from w2vcli.text import VOCAB_FILE, Vocabulary
+
+POS_CONV = "wav2vec2.encoder.pos_conv_embed.conv."
+_NEW_WEIGHT_NORM = {"parametrizations.weight.original0": "weight_g", "parametrizations.weight.original1": "weight_v"}
+# transformers' Wav2Vec2Config defaults where they differ from ours: used when a config.json omits a field.
+_HF_DEFAULTS = {
+    "mask_time_prob": 0.05, "layerdrop": 0.1, "feat_proj_dropout": 0.0, "final_dropout": 0.1,
+    "activation_dropout": 0.1, "mask_feature_length": 10,
+}
+# Options transformers has and we do not: (field, value we support).
+_UNSUPPORTED = [
+    ("feat_extract_activation", "gelu"), ("hidden_act", "gelu"), ("add_adapter", False),
+    ("adapter_attn_dim", None), ("position_embeddings_type", None),
+]
+
+
+def is_hf_dir(path: str | os.PathLike) -> bool:
+    p = Path(path)
+    if not (p / "config.json").is_file():
+        return False
+    try:
+        return "model_type" in json.loads((p / "config.json").read_text())
+    except (OSError, ValueError):
+        return False
+
+
+def config_from_hf(hf: dict, do_normalize: bool | None = None) -> ModelConfig:
+    """transformers config.json (+ the feature extractor's do_normalize) -> ModelConfig."""
+    if hf.get("model_type") != "wav2vec2":
+        raise W2VError(f"model_type {hf.get('model_type')!r} is not supported; only 'wav2vec2' models convert")
+    for name, supported in _UNSUPPORTED:
+        if hf.get(name, supported) != supported:
+            raise W2VError(f"config field {name}={hf[name]!r} is not supported (only {supported!r})")
+    if hf.get("num_feat_extract_layers", len(hf.get("conv_dim", [0] * 7))) != len(hf.get("conv_dim", [0] * 7)):
+        raise W2VError("config field num_feat_extract_layers does not match conv_dim")
+    fields = {**_HF_DEFAULTS, **hf}
+    layer_norm = fields.get("feat_extract_norm", "group") == "layer"
+    # transformers' feature extractor normalises unless its preprocessor_config.json says otherwise.
+    fields["do_normalize"] = True if do_normalize is None else bool(do_normalize)
+    fields.setdefault("feature_penalty_weight", 0.0 if layer_norm else 10.0)
+    fields.setdefault("feature_grad_mult", 1.0 if layer_norm else 0.1)
+    if fields.get("pad_token_id") is None:
+        fields["pad_token_id"] = 0
+    return ModelConfig.from_dict(fields)
+
+
+def config_to_hf(config: ModelConfig, head: str) -> dict:
+    d = config.to_dict()
+    for ours_only in ("do_normalize", "feature_penalty_weight", "feature_grad_mult"):
+        d.pop(ours_only)
+    arch = {"ctc": "Wav2Vec2ForCTC", "pretraining": "Wav2Vec2ForPreTraining"}[head]
+    return {
+        **d, "model_type": "wav2vec2", "architectures": [arch], "feat_extract_activation": "gelu",
+        "hidden_act": "gelu", "num_feat_extract_layers": len(config.conv_dim), "bos_token_id": 1,
+        "eos_token_id": 2, "ctc_zero_infinity": True, "ctc_loss_reduction": "sum",
+    }
+
+
+def state_from_hf(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = {}
+    for key, value in state.items():
+        if key.startswith(("feature_extractor.", "feature_projection.", "encoder.", "masked_spec_embed")):
+            key = "wav2vec2." + key  # a bare Wav2Vec2Model file
+        for new, old in _NEW_WEIGHT_NORM.items():
+            if key == POS_CONV + new:
+                key = POS_CONV + old
+        out[key] = value
+    return out
+
+
+def state_to_hf(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    back = {POS_CONV + old: POS_CONV + new for new, old in _NEW_WEIGHT_NORM.items()}
+    return {back.get(k, k): v.contiguous() for k, v in state.items()}
+
+
+def _read_hf_weights(directory: Path) -> dict[str, torch.Tensor]:
+    index = directory / "model.safetensors.index.json"
+    if (directory / "model.safetensors").is_file():
+        return load_file(str(directory / "model.safetensors"))
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        return {k: v for shard in shards for k, v in load_file(str(directory / shard)).items()}
+    if (directory / "pytorch_model.bin").is_file():
+        # weights_only=True: a pickle that holds anything but tensors is refused, never executed.
+        return torch.load(directory / "pytorch_model.bin", map_location="cpu", weights_only=True)
+    raise W2VError(f"{directory}: no model.safetensors or pytorch_model.bin found")
+
+
+def model_from_hf(hf: dict, weights: dict[str, torch.Tensor], do_normalize: bool | None = None):
+    """transformers config dict + state dict -> (our model in eval mode, its head name)."""
+    config = config_from_hf(hf, do_normalize)
+    state = state_from_hf(weights)
+    if "lm_head.weight" in state:
+        head = "ctc"
+        config = config.replace(vocab_size=state["lm_head.weight"].shape[0])
+    elif "quantizer.codevectors" in state:
+        head = "pretraining"
+    else:
+        raise W2VError("the weights hold neither a CTC head (lm_head) nor a quantizer: nothing to convert")
+    model = HEADS[head](config)
+    own = model.state_dict()
+    if "wav2vec2.masked_spec_embed" not in state:  # transformers omits it when masking is off
+        state["wav2vec2.masked_spec_embed"] = own["wav2vec2.masked_spec_embed"]
+    state = {k: v for k, v in state.items() if k in own}
+    missing = sorted(set(own) - set(state))
+    if missing:
+        raise W2VError(f"weights missing for {len(missing)} tensors, e.g. {missing[0]}")
+    for k, v in state.items():
+        if v.shape != own[k].shape:
+            raise W2VError(f"{k} has shape {tuple(v.shape)}, the config implies {tuple(own[k].shape)}")
+    model.load_state_dict(state)
+    return model.eval(), head
+
+
+def import_hf(directory: str | os.PathLike) -> Checkpoint:
+    """Load a transformers wav2vec 2.0 directory (CTC or pretraining) as our model."""
+    directory = Path(directory)
+    try:
+        hf = json.loads((directory / "config.json").read_text())
+        pre = directory / "preprocessor_config.json"
+        do_normalize = json.loads(pre.read_text()).get("do_normalize") if pre.is_file() else None
+    except (OSError, ValueError) as e:
+        raise W2VError(f"cannot read {directory}/config.json: {e}") from None
+    try:
+        model, head = model_from_hf(hf, _read_hf_weights(directory), do_normalize)
+    except W2VError as e:
+        raise W2VError(f"{directory}: {e}") from None
+    vocab = None
+    if (directory / VOCAB_FILE).is_file():
+        raw = json.loads((directory / VOCAB_FILE).read_text(encoding="utf-8"))
+        if raw and all(isinstance(v, dict) for v in raw.values()):
+            raise W2VError(f"{directory}/vocab.json holds per-language vocabularies (adapters): not supported")
+        vocab = Vocabulary.load(directory)
+    if head == "ctc" and vocab is not None and len(vocab) > model.config.vocab_size:
+        raise W2VError(
+            f"{directory}: vocab.json has {len(vocab)} tokens but the CTC head only {model.config.vocab_size}"
+        )
+    return Checkpoint(model, model.config, head, vocab, directory)
+
+
+def export_hf(ckpt: Checkpoint, out: str | os.PathLike) -> Path:
+    """Write a directory that transformers' from_pretrained loads (model, config, vocab, processor files)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    head = head_of(ckpt.model)
+    state = state_to_hf({k: v.detach().cpu() for k, v in ckpt.model.state_dict().items()})
+    save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
+    (out / "config.json").write_text(json.dumps(config_to_hf(ckpt.config, head), indent=2) + "\n")
+    (out / "preprocessor_config.json").write_text(json.dumps({
+        "feature_extractor_type": "Wav2Vec2FeatureExtractor", "feature_size": 1, "sampling_rate": 16000,
+        "padding_value": 0.0, "padding_side": "right", "do_normalize": ckpt.config.do_normalize,
+        "return_attention_mask": ckpt.config.feat_extract_norm == "layer",
+    }, indent=2) + "\n")
+    if ckpt.vocab is not None:
+        ckpt.vocab.save(out)
+        (out / "tokenizer_config.json").write_text(json.dumps({
+            "tokenizer_class": "Wav2Vec2CTCTokenizer", "unk_token": "<unk>", "pad_token": "<pad>",
+            "bos_token": "<s>", "eos_token": "</s>", "word_delimiter_token": "|", "do_lower_case": False,
+        }, indent=2) + "\n")
+    return out
+
+
+def load_any(path: str | os.PathLike) -> Checkpoint:
+    """Our checkpoint directory or a Hugging Face one."""
+    path = Path(path)
+    if not path.is_dir():
+        raise W2VError(f"model directory {path} does not exist")
+    if is_hf_dir(path):
+        return import_hf(path)
+    return load_checkpoint(path)
+
+
+def convert(src: str | os.PathLike, dst: str | os.PathLike, to: str = "w2v") -> Path:
+    """`w2v convert`: any supported directory -> ours (`to="w2v"`) or transformers' (`to="hf"`)."""
+    ckpt = load_any(src)
+    if to == "hf":
+        return export_hf(ckpt, dst)
+    if to == "w2v":
+        return save_checkpoint(ckpt.model, dst, ckpt.vocab, source=str(src))
+    raise W2VError(f"--to must be 'w2v' or 'hf', not {to!r}")

@@ -1,0 +1,133 @@
+"""Transformer context network: convolutional relative position embedding + encoder layers.
+
+Shapes: B batch, T frames, D model dim, H heads. `valid` is a (B, T) bool mask, True on real frames.
+Post-LN layers (BASE) normalise after each residual; pre-LN layers (LARGE, `do_stable_layer_norm`)
+normalise inside the branch and end with a final LayerNorm.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from w2vcli.config import ModelConfig
+
+
+class PositionalConvEmbedding(nn.Module):
+    """Grouped conv over time with weight normalisation over dim 2 (the kernel axis), as in wav2vec 2.0.
+
+    The weight is `weight_g * weight_v / ||weight_v||`, the norm taken over dims (0, 1) for each
+    kernel position; the parameters keep the (older) Hugging Face names.
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.conv = nn.Module()
+        d, k, g = config.hidden_size, config.num_conv_pos_embeddings, config.num_conv_pos_embedding_groups
+        self.conv.weight_v = nn.Parameter(torch.empty(d, d // g, k))
+        self.conv.weight_g = nn.Parameter(torch.empty(1, 1, k))
+        self.conv.bias = nn.Parameter(torch.zeros(d))
+        self.kernel, self.groups = k, g
+
+    def weight(self) -> torch.Tensor:
+        v, g = self.conv.weight_v, self.conv.weight_g
+        return v * (g / v.norm(dim=(0, 1), keepdim=True))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.transpose(1, 2)  # (B, D, T)
+        x = F.conv1d(x, self.weight(), self.conv.bias, padding=self.kernel // 2, groups=self.groups)
+        if self.kernel % 2 == 0:
+            x = x[:, :, :-1]  # an even kernel with padding k/2 yields one extra frame
+        return F.gelu(x).transpose(1, 2)  # (B, T, D)
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention through PyTorch's fused scaled_dot_product_attention."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        d = config.hidden_size
+        self.heads = config.num_attention_heads
+        self.dropout = config.attention_dropout
+        self.q_proj, self.k_proj = nn.Linear(d, d), nn.Linear(d, d)
+        self.v_proj, self.out_proj = nn.Linear(d, d), nn.Linear(d, d)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
+        b, t, d = x.shape
+        q, k, v = (p(x).view(b, t, self.heads, d // self.heads).transpose(1, 2) for p in
+                   (self.q_proj, self.k_proj, self.v_proj))  # (B, H, T, D/H)
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
+        )
+        return self.out_proj(y.transpose(1, 2).reshape(b, t, d))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.intermediate_dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.output_dense = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.intermediate_dropout = nn.Dropout(config.activation_dropout)
+        self.output_dropout = nn.Dropout(config.hidden_dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.intermediate_dropout(F.gelu(self.intermediate_dense(x)))
+        return self.output_dropout(self.output_dense(x))
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.pre_ln = config.do_stable_layer_norm
+        self.attention = Attention(config)
+        self.dropout = nn.Dropout(config.hidden_dropout)
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.feed_forward = FeedForward(config)
+        self.final_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+
+    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
+        if self.pre_ln:
+            x = x + self.dropout(self.attention(self.layer_norm(x), attn_mask))
+            return x + self.feed_forward(self.final_layer_norm(x))
+        x = self.layer_norm(x + self.dropout(self.attention(x, attn_mask)))
+        return self.final_layer_norm(x + self.feed_forward(x))
+
+
+class Encoder(nn.Module):
+    """(B, T, D) -> (B, T, D), plus (on request) the hidden states entering each layer and leaving
+    the last one, before the final LayerNorm of pre-LN models (as Hugging Face's `hidden_states`)."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.pre_ln = config.do_stable_layer_norm
+        self.layerdrop = config.layerdrop
+        self.pos_conv_embed = PositionalConvEmbedding(config)
+        self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout)
+        self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.num_hidden_layers))
+
+    def forward(
+        self, x: torch.Tensor, valid: torch.Tensor | None = None, output_hidden_states: bool = False
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        attn_mask = None
+        if valid is not None:
+            x = x.masked_fill(~valid[..., None], 0.0)  # padded frames must not leak through the conv
+            if not bool(valid.all()):
+                attn_mask = valid[:, None, None, :]  # (B, 1, 1, T): keys that may be attended to
+        x = x + self.pos_conv_embed(x)
+        if not self.pre_ln:
+            x = self.layer_norm(x)
+        x = self.dropout(x)
+        hidden = []
+        for layer in self.layers:
+            if output_hidden_states:
+                hidden.append(x)
+            if self.training and self.layerdrop > 0 and torch.rand(()) < self.layerdrop:
+                continue
+            x = layer(x, attn_mask)
+        if output_hidden_states:
+            hidden.append(x)
+        if self.pre_ln:
+            x = self.layer_norm(x)
+        return x, hidden
