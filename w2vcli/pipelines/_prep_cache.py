@@ -11,10 +11,11 @@ import json
 import os
 from pathlib import Path
 
+from w2vcli.audio import UNREADABLE
 from w2vcli.pipelines._prep_convert import DECODER_ERROR, WRITE_ERROR, Job
 
 CACHE_FILE = ".prep-cache.jsonl"
-_TRANSIENT = {DECODER_ERROR, WRITE_ERROR, "unreadable"}  # worth retrying on the next run
+_TRANSIENT = {DECODER_ERROR, WRITE_ERROR, UNREADABLE}  # worth retrying on the next run
 
 
 def _stamp(path: str) -> list[int] | None:

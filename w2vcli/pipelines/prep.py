@@ -120,76 +120,32 @@ def prepare(
     out.mkdir(parents=True, exist_ok=True)
     found = scan(sources, skip_dir=out)
     rejected = [{"path": p, "reason": r, "detail": d} for p, r, d in found.rejected]
-
-    index = TranscriptIndex()
-    if not options.unlabelled:
-        index.add_text_files(found.text_files)
-        if options.transcripts:
-            index.add_table(options.transcripts)
-    texts = {a.rel: index.find(a.path) for a in found.audio} if not options.unlabelled else {}
-    labelled = bool(options.transcripts) or any(t is not None for t in texts.values())
-
-    jobs, normalised = [], {}
-    for a in found.audio:
-        t = texts.get(a.rel)
-        reason, detail = None, None
-        if labelled and t is None:
-            reason, detail = NO_TRANSCRIPT, "others have one; pass --unlabelled to prepare audio only"
-        elif labelled and t.problem:
-            reason, detail = t.problem, t.source
-        elif labelled:
-            text = normalize_text(t.text, options.lowercase, options.strip_punctuation)
-            unknown = given_vocab.unknown_chars(text) if given_vocab is not None else set()
-            if not text:
-                reason, detail = EMPTY_TEXT, t.source
-            elif unknown:
-                reason, detail = OUT_OF_VOCAB, f"{''.join(sorted(unknown))!r} not in {options.vocab}"
-            normalised[a.rel] = text
-        if reason:
-            rejected.append({"path": str(a.path), "reason": reason, "detail": detail})
-            continue
-        root = str((out / AUDIO_DIR).resolve())
-        jobs.append(Job(str(a.path), root, a.rel, options.max_seconds, not labelled, options.allow_clipping))
-    for t in index.orphans(found.audio_dirs) if labelled else ():
-        rejected.append({"path": t.source, "reason": ORPHAN, "detail": "no audio file matches it"})
-
+    jobs, texts, labelled = _plan(found, str((out / AUDIO_DIR).resolve()), options, given_vocab, rejected)
     results = _convert(jobs, out, options.workers, on_progress)
-    groups, infos, counts = {}, [], {"found": len(found.audio) + len(found.rejected), "cached": 0}
-    for job, (result, cached) in zip(jobs, results, strict=True):
-        counts["cached"] += cached
-        if result.get("info"):
-            infos.append(result["info"])
-        if result["status"] != "ok":
-            rejected.append({"path": job.src, "reason": result["reason"], "detail": result["detail"]})
-            continue
-        rejected += [
-            {"path": job.src, "reason": r["reason"], "detail": r["detail"]} for r in result["rejected"]
-        ]
-        for seg in result["segments"]:
-            if seg["duration"] < options.min_seconds:
-                detail = f"{seg['duration']:.2f} s < --min-seconds {options.min_seconds:g}"
-                rejected.append({"path": job.src, "reason": TOO_SHORT, "detail": detail})
-                continue
-            audio = f"{AUDIO_DIR}/{seg['audio']}"
-            utt = Utterance(seg["audio"].rsplit(".", 1)[0], audio, seg["duration"], normalised.get(job.rel))
-            groups.setdefault(job.rel, []).append(utt)
+    groups, infos, cached = _collect(jobs, results, texts, options, rejected)
 
     splits = outputs.assign_splits(groups, options.valid_percent, options.seed)
-    all_texts = [u.text for s in outputs.SPLITS for u in splits[s] if u.text is not None]
-    vocab = (
-        outputs.build_vocab(options.vocab, options.vocab_size, all_texts, given_vocab) if labelled else None
-    )
+    utts = [u for s in outputs.SPLITS for u in splits[s]]
+    all_texts = [u.text for u in utts if u.text is not None]
+    vocab = None
+    if labelled:
+        vocab = outputs.build_vocab(options.vocab, options.vocab_size, all_texts, given_vocab)
     written = _write(out, splits, vocab, rejected, options)
-    with_digits = [u for s in outputs.SPLITS for u in splits[s] if u.text and find_numbers(u.text)]
+    with_digits = [u for u in utts if u.text and find_numbers(u.text)]
+    counts = {
+        "found": len(found.audio) + len(found.rejected),
+        "cached": cached,
+        "converted": len(jobs) - cached,
+    }
     report = PrepReport(
         out_dir=str(out),
         labelled=labelled,
-        files={**counts, "converted": len(jobs) - counts["cached"], "rejected": len(rejected)},
+        files={**counts, "rejected": len(rejected)},
         splits={
             s: {"utterances": len(u), "seconds": round(sum(x.duration for x in u), 3)}
             for s, u in splits.items()
         },
-        durations=outputs.duration_stats([u.duration for s in outputs.SPLITS for u in splits[s]]),
+        durations=outputs.duration_stats([u.duration for u in utts]),
         sources=outputs.source_stats(infos),
         vocab=outputs.vocab_summary(vocab),
         numbers={"utterances": len(with_digits), "examples": [f"{u.id}: {u.text}" for u in with_digits[:5]]},
@@ -200,6 +156,69 @@ def prepare(
     )
     outputs.write_text(out / REPORT_FILE, json.dumps(report.to_json(), ensure_ascii=False, indent=1) + "\n")
     return report
+
+
+def _plan(found, audio_root: str, options: PrepOptions, given_vocab, rejected: list) -> tuple:
+    """Match transcripts, reject what needs no decoding to reject, and make the conversion jobs.
+    -> (jobs, {rel: normalised text}, labelled)"""
+    index = TranscriptIndex()
+    if not options.unlabelled:
+        index.add_text_files(found.text_files)
+        if options.transcripts:
+            index.add_table(options.transcripts)
+    matched = {a.rel: index.find(a.path) for a in found.audio} if not options.unlabelled else {}
+    labelled = bool(options.transcripts) or any(t is not None for t in matched.values())
+    jobs, texts = [], {}
+    for a in found.audio:
+        t, reason, detail = matched.get(a.rel), None, None
+        if labelled and t is None:
+            reason, detail = NO_TRANSCRIPT, f"{a.path}: others have one; pass --unlabelled for audio only"
+        elif labelled and t.problem:
+            reason, detail = t.problem, t.source
+        elif labelled:
+            texts[a.rel] = normalize_text(t.text, options.lowercase, options.strip_punctuation)
+            unknown = given_vocab.unknown_chars(texts[a.rel]) if given_vocab is not None else set()
+            if not texts[a.rel]:
+                reason, detail = EMPTY_TEXT, t.source
+            elif unknown:
+                reason, detail = (
+                    OUT_OF_VOCAB,
+                    f"{t.source}: {''.join(sorted(unknown))!r} not in {options.vocab}",
+                )
+        if reason:
+            rejected.append({"path": str(a.path), "reason": reason, "detail": detail})
+            continue
+        split = not labelled  # text cannot be cut without an alignment
+        jobs.append(Job(str(a.path), audio_root, a.rel, options.max_seconds, split, options.allow_clipping))
+    for t in index.orphans(found.audio_dirs) if labelled else ():
+        rejected.append(
+            {"path": t.source, "reason": ORPHAN, "detail": f"{t.source}: no audio file matches it"}
+        )
+    return jobs, texts, labelled
+
+
+def _collect(jobs, results, texts: dict, options: PrepOptions, rejected: list) -> tuple:
+    """Conversion results -> ({rel: [Utterance]}, source infos, number reused from cache)."""
+    groups, infos, cached = {}, [], 0
+    for job, (result, was_cached) in zip(jobs, results, strict=True):
+        cached += was_cached
+        if result.get("info"):
+            infos.append(result["info"])
+        if result["status"] != "ok":
+            rejected.append({"path": job.src, "reason": result["reason"], "detail": result["detail"]})
+            continue
+        rejected += [
+            {"path": job.src, "reason": r["reason"], "detail": r["detail"]} for r in result["rejected"]
+        ]
+        for seg in result["segments"]:
+            if seg["duration"] < options.min_seconds:
+                detail = f"{seg['audio']}: {seg['duration']:.2f} s < --min-seconds {options.min_seconds:g}"
+                rejected.append({"path": job.src, "reason": TOO_SHORT, "detail": detail})
+                continue
+            utt_id = seg["audio"].rsplit(".", 1)[0]
+            utt = Utterance(utt_id, f"{AUDIO_DIR}/{seg['audio']}", seg["duration"], texts.get(job.rel))
+            groups.setdefault(job.rel, []).append(utt)
+    return groups, infos, cached
 
 
 def _convert(jobs: list[Job], out: Path, workers: int, on_progress) -> list[tuple[dict, bool]]:
