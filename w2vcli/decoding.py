@@ -15,7 +15,7 @@ from operator import itemgetter
 
 import numpy as np
 
-from w2vcli.lm import EOS, LanguageModel
+from w2vcli.lm import LanguageModel, PrefixTrie
 
 FRAME_STRIDE = 320 / 16000
 WORD_START = "\u2581"  # sentencepiece's "▁": this piece begins a word
@@ -97,25 +97,27 @@ def is_sentencepiece(tokens) -> bool:
     return "|" not in tokens and any(t.startswith(WORD_START) for t in tokens)
 
 
-def token_pieces(ids, tokens) -> list[tuple[int, str, bool]]:
-    """(position in ids, visible text, starts a new word) for each token that is not dropped.
+def token_table(tokens, blank_id: int = 0) -> list[tuple[str, bool] | None]:
+    """Per token id: (visible text, starts a new word), or None for the blank and dropped specials.
 
     A separator ("|" or a bare "▁") has empty text and starts a new word.
     """
     sp = is_sentencepiece(tokens)
-    out = []
-    for k, i in enumerate(ids):
-        tok = tokens[i]
-        if i == 0 or tok in _DROPPED:  # id 0 is the CTC blank
-            continue
-        if sp:
-            starts = tok.startswith(WORD_START)
-            out.append((k, tok.lstrip(WORD_START) if starts else tok, starts))
-        elif tok == "|":
-            out.append((k, "", True))
+    table: list[tuple[str, bool] | None] = []
+    for i, tok in enumerate(tokens):
+        if i == blank_id or tok in _DROPPED:
+            table.append(None)
+        elif sp and tok.startswith(WORD_START):
+            table.append((tok.lstrip(WORD_START), True))
         else:
-            out.append((k, tok, False))
-    return out
+            table.append(("", True) if tok == "|" and not sp else (tok, False))
+    return table
+
+
+def token_pieces(ids, tokens) -> list[tuple[int, str, bool]]:
+    """(position in ids, visible text, starts a new word) for each emitted token that is shown."""
+    table = token_table(tokens)
+    return [(k, *table[i]) for k, i in enumerate(ids) if table[i] is not None]
 
 
 def _words(hyp: Hypothesis, tokens) -> list[tuple[str, int, int]]:
@@ -220,85 +222,6 @@ def logaddexp(a: float, b: float) -> float:
     return a + math.log1p(math.exp(b - a))
 
 
-class _Prefixes:
-    """A trie of beam prefixes, so equal prefixes are one node id (merged) and extending is O(1).
-
-    Each node also carries what the LM made of its words: state, accumulated bonus, unfinished word.
-    """
-
-    def __init__(self, tokens: list[str], options: BeamOptions):
-        self.tokens, self.opt = tokens, options
-        self.sp = is_sentencepiece(tokens)
-        lm_state = options.lm.initial_state() if options.lm is not None else None
-        self.parent, self.token = [-1], [-1]
-        self.lm_state, self.bonus, self.word = [lm_state], [0.0], [""]
-        self.children: dict[tuple[int, int], int] = {}
-        self.cache: dict = {}  # (lm state, word) -> (logp, new state)
-
-    def _finish_word(self, node: int, word: str):
-        """Bonus and LM state after completing `word` on top of `node`'s words."""
-        opt, state = self.opt, self.lm_state[node]
-        if not word:
-            return self.bonus[node], state
-        bonus = self.bonus[node] + opt.word_score
-        if opt.lm is not None:
-            key = (state, word)
-            if key not in self.cache:
-                self.cache[key] = opt.lm.score(state, word)
-            logp, state = self.cache[key]
-            bonus += opt.lm_weight * logp
-        return bonus, state
-
-    def _extend(self, node: int, c: int):
-        """(bonus, LM state, unfinished word) of `node`'s prefix followed by token c."""
-        tok, word = self.tokens[c], self.word[node]
-        if tok in _DROPPED:
-            return self.bonus[node], self.lm_state[node], word
-        if tok == "|" or (self.sp and tok.startswith(WORD_START)):
-            bonus, state = self._finish_word(node, word)
-            return bonus, state, tok[1:] if self.sp else ""
-        return self.bonus[node], self.lm_state[node], word + tok
-
-    def key(self, node: int, c: int):
-        """The node of prefix + c if it exists, else (node, c): only survivors of pruning become nodes."""
-        return self.children.get((node, c), (node, c))
-
-    def bonus_of(self, key) -> float:
-        if isinstance(key, int):
-            return self.bonus[key]
-        node, c = key
-        tok = self.tokens[c]
-        if tok == "|" or (self.sp and tok.startswith(WORD_START)):
-            return self._extend(node, c)[0]
-        return self.bonus[node]
-
-    def node(self, key) -> int:
-        if isinstance(key, int):
-            return key
-        bonus, state, word = self._extend(*key)
-        self.children[key] = len(self.parent)
-        self.parent.append(key[0])
-        self.token.append(key[1])
-        self.lm_state.append(state)
-        self.bonus.append(bonus)
-        self.word.append(word)
-        return len(self.parent) - 1
-
-    def final_bonus(self, node: int) -> float:
-        """Complete the last word and end the sentence."""
-        bonus, state = self._finish_word(node, self.word[node])
-        if self.opt.lm is not None:
-            bonus += self.opt.lm_weight * self.opt.lm.score(state, EOS)[0]
-        return bonus
-
-    def ids(self, node: int) -> list[int]:
-        out = []
-        while node > 0:
-            out.append(self.token[node])
-            node = self.parent[node]
-        return out[::-1]
-
-
 def _candidates(lp: np.ndarray, options: BeamOptions, blank_id: int) -> list[list[tuple[int, float]]]:
     """Per frame, the (token, logp) pairs worth extending with: top-k above a floor, argmax always."""
     k = min(options.token_topk, lp.shape[1])
@@ -319,7 +242,7 @@ def prefix_beam_search(emissions, tokens: list[str], options: BeamOptions, blank
     all alignments; it is ranked by logaddexp(pb, pnb) + LM bonus. Timestamps come from `forced_align`.
     """
     lp = log_softmax(_as_numpy(emissions))  # (T, V)
-    tree = _Prefixes(tokens, options)
+    tree = PrefixTrie(token_table(tokens, blank_id), options.lm, options.lm_weight, options.word_score)
     beams = {0: (0.0, -math.inf)}  # node -> (pb, pnb)
     neg = -math.inf
     for t, cands in enumerate(_candidates(lp, options, blank_id)):

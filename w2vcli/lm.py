@@ -111,6 +111,83 @@ class KenLM:
         return self.model.BaseScore(state, word, out) * LN10, out
 
 
+class PrefixTrie:
+    """Beam-search prefixes as a trie, so equal prefixes are one node (merged) and extending is O(1).
+
+    Each node also carries what the LM made of its words: LM state, bonus (lm_weight x LM log-prob +
+    word_score per word), unfinished word. `table[c]` is (text, starts a word) or None for tokens that
+    are not text; a word is scored when the next word starts and at the end.
+    """
+
+    def __init__(self, table, lm: LanguageModel | None, lm_weight: float, word_score: float):
+        self.table, self.lm, self.lm_weight, self.word_score = table, lm, lm_weight, word_score
+        self.parent, self.token = [-1], [-1]
+        self.lm_state = [lm.initial_state() if lm is not None else None]
+        self.bonus, self.word = [0.0], [""]
+        self.children: dict[tuple[int, int], int] = {}
+        self.cache: dict = {}  # (LM state, word) -> (logp, new state)
+
+    def _finish_word(self, node: int, word: str):
+        """Bonus and LM state after completing `word` on top of `node`'s words."""
+        state = self.lm_state[node]
+        if not word:
+            return self.bonus[node], state
+        bonus = self.bonus[node] + self.word_score
+        if self.lm is not None:
+            key = (state, word)
+            if key not in self.cache:
+                self.cache[key] = self.lm.score(state, word)
+            logp, state = self.cache[key]
+            bonus += self.lm_weight * logp
+        return bonus, state
+
+    def _extend(self, node: int, c: int):
+        """(bonus, LM state, unfinished word) of `node`'s prefix followed by token c."""
+        entry, word = self.table[c], self.word[node]
+        if entry is None:
+            return self.bonus[node], self.lm_state[node], word
+        text, starts = entry
+        if starts:
+            return *self._finish_word(node, word), text
+        return self.bonus[node], self.lm_state[node], word + text
+
+    def key(self, node: int, c: int):
+        """The node of prefix + c if it exists, else (node, c): only survivors of pruning become nodes."""
+        return self.children.get((node, c), (node, c))
+
+    def bonus_of(self, key) -> float:
+        if isinstance(key, int):
+            return self.bonus[key]
+        entry = self.table[key[1]]
+        return self._extend(*key)[0] if entry is not None and entry[1] else self.bonus[key[0]]
+
+    def node(self, key) -> int:
+        if isinstance(key, int):
+            return key
+        bonus, state, word = self._extend(*key)
+        self.children[key] = len(self.parent)
+        self.parent.append(key[0])
+        self.token.append(key[1])
+        self.lm_state.append(state)
+        self.bonus.append(bonus)
+        self.word.append(word)
+        return len(self.parent) - 1
+
+    def final_bonus(self, node: int) -> float:
+        """Complete the last word and end the sentence."""
+        bonus, state = self._finish_word(node, self.word[node])
+        if self.lm is not None:
+            bonus += self.lm_weight * self.lm.score(state, EOS)[0]
+        return bonus
+
+    def ids(self, node: int) -> list[int]:
+        out = []
+        while node > 0:
+            out.append(self.token[node])
+            node = self.parent[node]
+        return out[::-1]
+
+
 def _is_arpa(path: Path) -> bool:
     opener = gzip.open if path.suffix == ".gz" else open
     try:
