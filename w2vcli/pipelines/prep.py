@@ -117,8 +117,8 @@ def prepare(
     options.check()
     given_vocab = _given_vocab(options)
     started, out = time.monotonic(), Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     found = scan(sources, skip_dir=out)
+    out.mkdir(parents=True, exist_ok=True)
     rejected = [{"path": p, "reason": r, "detail": d} for p, r, d in found.rejected]
     jobs, texts, labelled = _plan(found, str((out / AUDIO_DIR).resolve()), options, given_vocab, rejected)
     results = _convert(jobs, out, options.workers, on_progress)
