@@ -1,5 +1,6 @@
 """CTC decoding: parity with transformers' Wav2Vec2CTCTokenizer, beam search, LM, timestamps."""
 
+import gzip
 import itertools
 import math
 import sys
@@ -253,6 +254,9 @@ def test_arpa_backoff_by_hand(arpa):
     assert lm.score(s2, "the")[0] == pytest.approx((-0.2 - 1.0) * ln10)  # backoff(bat) + p(the)
     assert lm.score(s1, "zebra")[0] == pytest.approx((-0.3 - 2.0) * ln10)  # backoff(the) + p(<unk>)
     assert lm.score(s0, "bat")[1] == ("bat",)
+    gz = arpa.with_suffix(".arpa.gz")
+    gz.write_bytes(gzip.compress(arpa.read_bytes()))
+    assert load_lm(gz).probs == lm.probs
 
 
 def test_arpa_reader_agrees_with_kenlm(arpa):
