@@ -131,7 +131,7 @@ def bootstrap_rates(errors: np.ndarray, ref_lens: np.ndarray, n: int, rng: np.ra
     if u == 0:
         return np.zeros((n, k))
     rates = np.empty((n, k))
-    block = max(1, 2_000_000 // u)  # bounds the (block, U) index matrix to ~16 MB
+    block = max(1, 1_000_000 // u)  # bounds the (b, U) gathers to ~8 MB per row
     for start in range(0, n, block):
         stop = min(n, start + block)
         idx = rng.integers(0, u, size=(stop - start, u))  # (b, U)

@@ -15,23 +15,25 @@ _OP_MARK = {"sub": "S", "del": "D", "ins": "I", "equal": ""}
 
 
 def score(
-    ref: Annotated[str, typer.Argument(help="Reference transcripts: prep manifest, JSONL, TSV, Kaldi text or .trn; - for stdin.")],
-    hyps: Annotated[list[str], typer.Argument(help="Hypothesis file(s), e.g. `w2v transcribe` JSONL; two or more are compared.", show_default=False)],
-    missing: Annotated[str, typer.Option("--missing", help="A reference without hypothesis: fail, skip it, or score an empty one.")] = "fail",
-    json_path: Annotated[str | None, typer.Option("--json", help="Write the machine-readable report here (- for stdout).")] = None,
+    ref: Annotated[str, typer.Argument(metavar="REF", help="Reference transcripts: prep manifest, JSONL, TSV, Kaldi text or .trn; - for stdin.")],
+    hyps: Annotated[list[str], typer.Argument(metavar="HYP", help="Hypothesis file(s), e.g. `w2v transcribe` JSONL; two or more are compared.", show_default=False)],
+    missing: Annotated[str, typer.Option("--missing", metavar="fail|skip|empty", help="A reference without hypothesis: fail, skip it, or score an empty one.")] = "fail",
+    json_path: Annotated[str | None, typer.Option("--json", metavar="PATH", help="Write the machine-readable report here (- for stdout).")] = None,
     align: Annotated[int, typer.Option("--align", min=0, help="Show the word alignment of the N worst utterances.")] = 0,
     confusions: Annotated[int, typer.Option("--confusions", min=0, help="How many of the most frequent word errors to list.")] = 10,
     no_normalize: Annotated[bool, typer.Option("--no-normalize", help="Score the text as written (whitespace is still collapsed).")] = False,
     keep_case: Annotated[bool, typer.Option("--keep-case", help="Normalise, but do not lowercase.")] = False,
     keep_punctuation: Annotated[bool, typer.Option("--keep-punctuation", help="Normalise, but keep punctuation.")] = False,
-    ref_format: Annotated[str, typer.Option("--ref-format", help=_FORMAT_HELP)] = "auto",
-    hyp_format: Annotated[str, typer.Option("--hyp-format", help=_FORMAT_HELP)] = "auto",
+    ref_format: Annotated[str, typer.Option("--ref-format", metavar="FORMAT", help=_FORMAT_HELP)] = "auto",
+    hyp_format: Annotated[str, typer.Option("--hyp-format", metavar="FORMAT", help=_FORMAT_HELP)] = "auto",
     bootstrap: Annotated[int | None, typer.Option("--bootstrap", min=0, help="Bootstrap resamples for 95% intervals (default 1000 when comparing systems, else 0).", show_default=False)] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed of the bootstrap.")] = 0,
 ) -> None:  # fmt: skip
     """Word and character error rates, with paired-bootstrap comparison of several systems.
 
-    Utterances are joined by id, else by audio path, never by line order.
+    Utterances are joined by id, else by audio path, never by line order. WER counts whitespace
+    tokens, CER characters including spaces (as jiwer); rates divide by the reference length, or
+    by 1 when the whole reference is empty. Tables go to stderr, --json - to stdout.
     """
     from w2vcli.pipelines.score import Normalization
     from w2vcli.pipelines.score import score as run_score

@@ -181,7 +181,11 @@ def score(
         raise W2VError(
             f"no utterance of {ref} has a hypothesis in every file; check that ids or audio paths match"
         )
-    systems = [_system(path, p, keep, norm, top_confusions) for path, p in zip(hyps, pairings, strict=True)]
+    ref_texts = [norm.apply(r.text) for r in refs]  # once, not once per system
+    systems = [
+        _system(path, p, keep, ref_texts, norm, top_confusions)
+        for path, p in zip(hyps, pairings, strict=True)
+    ]
     n_boot = (1000 if len(systems) > 1 else 0) if bootstrap is None else bootstrap
     comparisons = _bootstrap(systems, n_boot, np.random.default_rng(seed)) if n_boot > 0 else []
     return ScoreReport(ref, norm, missing, systems, comparisons, n_boot, seed)
@@ -210,9 +214,11 @@ def _fail_on_missing(path: str, found: list[bool], pairs: list[tuple[Entry, Entr
         )
 
 
-def _system(path: str, p, keep: list[bool], norm: Normalization, top: int) -> SystemScore:
+def _system(
+    path: str, p, keep: list[bool], ref_texts: list[str], norm: Normalization, top: int
+) -> SystemScore:
     utts, missing, failed, alignments = [], [], [], []
-    for (r, h), k in zip(p.pairs, keep, strict=True):
+    for (r, h), k, ref_text in zip(p.pairs, keep, ref_texts, strict=True):
         absent = h is None or h.error is not None
         if absent:
             missing.append(r.name)
@@ -222,7 +228,7 @@ def _system(path: str, p, keep: list[bool], norm: Normalization, top: int) -> Sy
             continue
         if not absent and h.text is None:
             raise W2VError(f"{path}:{h.line}: hypothesis {h.name!r} has no 'text' and no 'error'")
-        ref_text, hyp_text = norm.apply(r.text), "" if absent else norm.apply(h.text)
+        hyp_text = "" if absent else norm.apply(h.text)
         pairs = scoring.word_alignment(ref_text, hyp_text)
         alignments.append(pairs)
         utts.append(
