@@ -207,3 +207,16 @@ def test_errors_are_one_line(files, tmp_path, content, args, message, code):
     assert proc.returncode == code
     assert message in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_empty_references_do_not_crash(tmp_path):
+    ref = tmp_path / "ref.tsv"
+    ref.write_text("u1\t\nu2\t...\n", encoding="utf-8")  # "..." normalises to nothing
+    hyp = tmp_path / "hyp.tsv"
+    hyp.write_text("u1\tuh huh\nu2\t\n", encoding="utf-8")
+    report = json.loads(_run(str(ref), str(hyp), "--json", "-").stdout)
+    assert report["ref_words"] == 0 and report["insertions"] == 2
+    assert report["wer"] == pytest.approx(
+        jiwer.process_words(["", ""], ["uh huh", ""]).wer
+    )  # 2 insertions / 1
+    assert report["cer"] == pytest.approx(6.0) and report["ser"] == pytest.approx(0.5)
