@@ -1,10 +1,42 @@
-"""`w2v info`."""
+"""`w2v info`: what a model directory holds."""
 
 from __future__ import annotations
 
-from w2vcli.cli.common import not_built
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
 
 
-def info() -> None:
-    """Not built yet."""
-    not_built("info")
+def info(
+    model: Annotated[Path, typer.Argument(help="A w2vcli checkpoint or a Hugging Face wav2vec 2.0 directory.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
+) -> None:
+    """Describe a model: head, architecture, parameters, vocabulary."""
+    from rich.table import Table
+
+    from w2vcli.console import out
+    from w2vcli.convert import load_any
+
+    ckpt = load_any(model)
+    cfg = ckpt.config
+    summary = {
+        "path": str(model),
+        "head": ckpt.head,
+        "parameters": sum(p.numel() for p in ckpt.model.parameters()),
+        "feature_encoder": f"{len(cfg.conv_dim)} conv x {cfg.conv_dim[0]} ch, {cfg.feat_extract_norm} norm",
+        "transformer": f"{cfg.num_hidden_layers} layers x {cfg.hidden_size} dim, {cfg.num_attention_heads} heads, "
+                       f"{'pre' if cfg.do_stable_layer_norm else 'post'}-LN",
+        "waveform_normalization": cfg.do_normalize,
+        "frame_ms": 1000 * cfg.frame_stride / 16000,
+        "vocab_size": len(ckpt.vocab) if ckpt.vocab else None,
+        "vocab": "".join(t for t in ckpt.vocab.tokens if len(t) == 1) if ckpt.vocab else None,
+    }
+    if as_json:
+        print(json.dumps(summary, ensure_ascii=False))
+        return
+    table = Table(show_header=False, box=None)
+    for k, v in summary.items():
+        table.add_row(f"[bold]{k}[/]", f"{v:,}" if isinstance(v, int) and not isinstance(v, bool) else str(v))
+    out.print(table)
