@@ -56,7 +56,9 @@ def test_rejections_exit_1_and_output_is_complete(tmp_path):
     assert r.exit_code == 1, r.output
     assert "Rejected" in r.output and "not audio" in r.output
     assert len(read_manifest(out / "train.jsonl")) == 3
-    assert [json.loads(x)["reason"] for x in (out / "rejected.jsonl").read_text().splitlines()] == ["not audio"]
+    assert [json.loads(x)["reason"] for x in (out / "rejected.jsonl").read_text().splitlines()] == [
+        "not audio"
+    ]
 
 
 def test_usage_errors_exit_2(tmp_path):

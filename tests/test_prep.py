@@ -44,7 +44,14 @@ def test_mixed_formats_rates_channels_depths(tmp_path):
     out = tmp_path / "out"
     report = prepare([src], out, opts(valid_percent=0))
     assert report.rejected == []
-    assert report.sources["sample_rates"] == {"8000": 1, "16000": 1, "22050": 1, "32000": 1, "44100": 1, "48000": 1}
+    assert report.sources["sample_rates"] == {
+        "8000": 1,
+        "16000": 1,
+        "22050": 1,
+        "32000": 1,
+        "44100": 1,
+        "48000": 1,
+    }
     assert report.sources["channels"] == {"1": 3, "2": 2, "6": 1}
     utts = read_manifest(out / "train.jsonl")
     assert [u.id for u in utts] == [f"corpus/{n}" for n in "abcdef"]
@@ -152,7 +159,9 @@ def test_non_utf8_file_name(tmp_path):
     bad = os.path.join(os.fsencode(src), b"caf\xe9.wav")
     sf.write(bad, tone(), 16000)
     report = prepare([src], tmp_path / "out", opts(valid_percent=0))
-    assert [(r["path"].endswith("caf\\xe9.wav"), r["reason"]) for r in report.rejected] == [(True, "non-utf-8 file name")]
+    assert [(r["path"].endswith("caf\\xe9.wav"), r["reason"]) for r in report.rejected] == [
+        (True, "non-utf-8 file name")
+    ]
     assert utterance_ids(tmp_path / "out") == ["in/good", "in/ok"]
     (tmp_path / "out" / "rejected.jsonl").read_text(encoding="utf-8")  # still valid UTF-8
 
@@ -231,7 +240,9 @@ def test_transcripts_table_and_sentencepiece(tmp_path):
     table = tmp_path / "t.tsv"
     table.write_text("\n".join(rows) + "\n")
     out = tmp_path / "out"
-    report = prepare([src], out, opts(valid_percent=0, transcripts=str(table), vocab="sentencepiece", vocab_size=30))
+    report = prepare(
+        [src], out, opts(valid_percent=0, transcripts=str(table), vocab="sentencepiece", vocab_size=30)
+    )
     assert rejected_reasons(report) == {"t.tsv:7": "transcript without audio"}
     assert report.vocab["kind"] == "sentencepiece" and (out / "spm.model").exists()
     assert not (out / "vocab.json").exists()
@@ -240,14 +251,18 @@ def test_transcripts_table_and_sentencepiece(tmp_path):
 def test_long_unlabelled_recording_is_split_at_pauses(tmp_path):
     src = tmp_path / "in"
     src.mkdir()
-    speech = np.concatenate([np.concatenate([tone(4.5, freq=200 + 20 * k), np.zeros(8000, np.float32)]) for k in range(10)])
+    speech = np.concatenate(
+        [np.concatenate([tone(4.5, freq=200 + 20 * k), np.zeros(8000, np.float32)]) for k in range(10)]
+    )
     sf.write(src / "long.wav", speech, 16000)  # 50 s
     out = tmp_path / "out"
     report = prepare([src], out, opts(valid_percent=50, max_seconds=12))
     utts = read_manifest(out / "train.jsonl") + read_manifest(out / "valid.jsonl")
     assert len(utts) >= 5 and all(u.duration <= 12 for u in utts)
     assert sum(u.duration for u in utts) == pytest.approx(50, abs=0.01)
-    assert report.splits["train"]["utterances"] * report.splits["valid"]["utterances"] == 0  # one file, one split
+    assert (
+        report.splits["train"]["utterances"] * report.splits["valid"]["utterances"] == 0
+    )  # one file, one split
 
 
 def test_long_labelled_recording_is_rejected_not_cut(tmp_path):

@@ -19,7 +19,10 @@ def test_trans_txt(tmp_path):
 
 def test_tsv_csv_and_jsonl_tables(tmp_path):
     (tmp_path / "t.tsv").write_text("a.wav\thello there\nsub/b.wav\tgood bye\n")
-    assert [(k, t.text) for k, t in read_table(tmp_path / "t.tsv")] == [("a.wav", "hello there"), ("sub/b.wav", "good bye")]
+    assert [(k, t.text) for k, t in read_table(tmp_path / "t.tsv")] == [
+        ("a.wav", "hello there"),
+        ("sub/b.wav", "good bye"),
+    ]
     (tmp_path / "t.csv").write_text('file,sentence\na.wav,"hello, there"\n')
     assert [(k, t.text) for k, t in read_table(tmp_path / "t.csv")] == [("a.wav", "hello, there")]
     (tmp_path / "cv.tsv").write_text("client_id\tpath\tsentence\tup_votes\nx\tc1.mp3\tHi!\t2\n")
@@ -78,7 +81,9 @@ def test_orphans(tmp_path):
     for p in (audio_dir / "x.txt", audio_dir / "lonely.lab", audio_dir / "lonely2.txt", docs / "README.txt"):
         p.write_text("words")
     index = TranscriptIndex()
-    index.add_text_files([audio_dir / "x.txt", audio_dir / "lonely.lab", audio_dir / "lonely2.txt", docs / "README.txt"])
+    index.add_text_files(
+        [audio_dir / "x.txt", audio_dir / "lonely.lab", audio_dir / "lonely2.txt", docs / "README.txt"]
+    )
     index.find(audio_dir / "x.wav")
     sources = sorted(t.source for t in index.orphans({audio_dir}))
     assert sources == [str(audio_dir / "lonely.lab"), str(audio_dir / "lonely2.txt")]
