@@ -65,7 +65,7 @@ SAMPLE_RATE = 16000
 CHUNK = 8  # files planned at a time; fixed, so the output does not depend on --workers
 
 WORD = r"[A-Za-z]+(?:['-][A-Za-z]+)*"
-SENTENCE_RE = re.compile(rf"^{WORD}(?:[,;]? {WORD})*[.!?]$")  # no colons: they mark speakers ("Billy: ...")
+SENTENCE_RE = re.compile(rf"^(?=[A-Z]){WORD}(?:[,;]? {WORD})*[.!?]$")  # no colons: they mark speakers ("Billy: ...")
 ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "st", "jr", "sr", "vs", "etc", "inc", "ltd", "co", "eg", "ie"}
 SPLIT_RE = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 
