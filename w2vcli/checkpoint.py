@@ -101,11 +101,11 @@ def load_checkpoint(directory: str | os.PathLike, map_location: str = "cpu") -> 
         raise W2VError(f"{directory}: unknown head {head!r} in config.json")
     model = HEADS[head](config)
     state = load_file(str(directory / WEIGHTS_FILE), device=map_location)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise W2VError(
-            f"{directory}: weights do not match the config (missing {missing[:3]}, unexpected {unexpected[:3]})"
-        )
+    own = model.state_dict()
+    wrong = [k for k in own if k not in state or state[k].shape != own[k].shape] + [k for k in state if k not in own]
+    if wrong:
+        raise W2VError(f"{directory}: weights do not match config.json ({len(wrong)} tensors differ, e.g. {wrong[0]})")
+    model.load_state_dict(state)
     vocab = Vocabulary.load(directory) if (directory / VOCAB_FILE).is_file() else None
     return Checkpoint(model.eval(), config, head, vocab, directory)
 
