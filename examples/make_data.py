@@ -32,61 +32,27 @@ FORTUNES = Path("/usr/share/games/fortunes")
 # Debian ships offensive fortunes separately (fortunes-off, in off/); of the rest we keep only
 # collections of plain prose, leaving out ASCII art, jargon, lyrics, non-English and topics
 # (ethnic, men-women, drugs, politics) whose jokes we would rather not bundle.
-FORTUNE_FILES = (
-    "computers",
-    "cookie",
-    "education",
-    "food",
-    "fortunes",
-    "goedel",
-    "humorists",
-    "kids",
-    "law",
-    "literature",
-    "love",
-    "magic",
-    "medicine",
-    "miscellaneous",
-    "paradoxum",
-    "people",
-    "pets",
-    "platitudes",
-    "pratchett",
-    "riddles",
-    "science",
-    "sports",
-    "startrek",
-    "tao",
-    "wisdom",
-    "work",
+FORTUNE_FILES = tuple(
+    "computers cookie education food fortunes goedel humorists kids law literature love magic medicine "
+    "miscellaneous paradoxum people pets platitudes pratchett riddles science sports startrek tao wisdom work".split()
 )
 MIN_WORDS, MAX_WORDS = 4, 20
 SAMPLE_RATE = 16000
 CHUNK = 8  # files planned at a time; fixed, so the output does not depend on --workers
 
 WORD = r"[A-Za-z]+(?:['-][A-Za-z]+)*"
-SENTENCE_RE = re.compile(rf"^(?=[A-Z]){WORD}(?:[,;]? {WORD})*[.!?]$")  # no colons: they mark speakers ("Billy: ...")
+# No colons: in fortunes they mostly mark a speaker ("Billy: Well, ..."), which is not spoken.
+SENTENCE_RE = re.compile(rf"^(?=[A-Z]){WORD}(?:[,;]? {WORD})*[.!?]$")
 ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "st", "jr", "sr", "vs", "etc", "inc", "ltd", "co", "eg", "ie"}
 SPLIT_RE = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 
 # Voices of the bundled set: six espeak-ng accents and variants plus two flite voices.
-MINI_VOICES = (
-    "espeak:en-us+m3",
-    "espeak:en-us+f2",
-    "espeak:en-gb+m1",
-    "espeak:en-gb-x-rp+f4",
-    "espeak:en-gb-scotland+m5",
-    "espeak:en-029+m7",
-    "flite:slt",
-    "flite:awb",
+MINI_VOICES = tuple(
+    "espeak:en-us+m3 espeak:en-us+f2 espeak:en-gb+m1 espeak:en-gb-x-rp+f4 espeak:en-gb-scotland+m5 "
+    "espeak:en-029+m7 flite:slt flite:awb".split()
 )
-LARGE_VOICES = MINI_VOICES + (
-    "espeak:en-us-nyc+m2",
-    "espeak:en-gb-x-gbclan+f3",
-    "espeak:en-gb-x-gbcwmd+m4",
-    "espeak:en-us+f1",
-    "flite:rms",
-    "flite:kal16",
+LARGE_VOICES = MINI_VOICES + tuple(
+    "espeak:en-us-nyc+m2 espeak:en-gb-x-gbclan+f3 espeak:en-gb-x-gbcwmd+m4 espeak:en-us+f1 flite:rms flite:kal16".split()
 )
 # Typical mean F0 (Hz) of each flite voice, the centre of its pitch jitter.
 FLITE_F0 = {"slt": 160.0, "awb": 105.0, "rms": 100.0, "kal16": 105.0}
@@ -229,19 +195,8 @@ def synth_command(item: Item, wav: str) -> tuple[list[str], str | None]:
         speed, pitch = round(175 * item.rate), round(min(99, max(0, 50 * item.pitch)))
         return ["espeak-ng", "-v", name, "-s", str(speed), "-p", str(pitch), "-w", wav, "--stdin"], item.text
     f0 = FLITE_F0[name] * item.pitch
-    return [
-        "flite",
-        "-voice",
-        name,
-        "--setf",
-        f"duration_stretch={1 / item.rate:.3f}",
-        "--setf",
-        f"int_f0_target_mean={f0:.1f}",
-        "-t",
-        item.text,
-        "-o",
-        wav,
-    ], None
+    settings = f"--setf duration_stretch={1 / item.rate:.3f} --setf int_f0_target_mean={f0:.1f}".split()
+    return ["flite", "-voice", name, *settings, "-t", item.text, "-o", wav], None
 
 
 def render(item: Item, out: Path) -> tuple[Item, float]:
@@ -279,29 +234,22 @@ def _render_star(args: tuple[Item, Path]) -> tuple[Item, float]:
     return render(*args)
 
 
-def remove_item(out: Path, item: Item) -> None:
-    for ext in (".flac", ".txt"):
-        (out / f"{item.path}{ext}").unlink(missing_ok=True)
-
-
 def build_split(
     pool,
+    out: Path,
     split: str,
-    target: float,
     sentences: list[str],
     cursor: int,
     preset: Preset,
-    voices: tuple[str, ...],
-    rng: random.Random,
-    out: Path,
+    seed: int,
     noise_db: float | None,
-):
+) -> tuple[list[tuple[Item, float]], int]:
     """Synthesise chunk after chunk until `target` seconds; returns (rows, new sentence cursor).
 
     Chunks are fixed-size slices of the sentence list, so which sentences a split uses depends only
     on the seed, not on timing; the surplus of the last chunk is deleted and its sentences unused.
     """
-    rows, total = [], 0.0
+    rows, total, target, rng = [], 0.0, preset.seconds[split], random.Random(f"{seed}:{split}")
     while total < target:
         if cursor >= len(sentences):
             raise SystemExit(f"ran out of sentences in {split}: ask for less audio")
@@ -310,7 +258,7 @@ def build_split(
             split,
             sentences[cursor : cursor + per],
             len(rows),
-            voices,
+            preset.voices,
             rng,
             preset.sentences_per_unlabelled,
             noise_db,
@@ -321,7 +269,8 @@ def build_split(
         )
         for item, seconds in results:
             if total >= target:
-                remove_item(out, item)
+                for ext in (".flac", ".txt"):
+                    (out / f"{item.path}{ext}").unlink(missing_ok=True)
                 continue
             rows.append((item, seconds))
             total += seconds
@@ -331,12 +280,16 @@ def build_split(
 
 
 def prepare_out(out: Path) -> None:
-    """Empty the split folders of a previous build; refuse to touch a folder we did not make."""
+    """Empty the split folders of a previous build; refuse to touch a folder we did not make.
+
+    metadata.tsv marks our folders; it is written first, so an interrupted build can be redone.
+    """
     if out.exists() and any(out.iterdir()) and not (out / "metadata.tsv").exists():
         raise SystemExit(f"{out} is not empty and has no metadata.tsv: choose an empty or new --out folder")
     for split in ("unlabelled", "labelled", "dev", "test"):
         shutil.rmtree(out / split, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
+    write_metadata(out, [])
 
 
 def write_metadata(out: Path, rows: list[tuple[Item, float]]) -> None:
@@ -356,9 +309,8 @@ def build(
     fortunes: Path = FORTUNES,
 ) -> list[tuple[Item, float]]:
     """Build every split of `preset` into `out`; returns (item, seconds) per file written."""
-    voices = parse_voices(preset.voices)
     engines = {"espeak": "espeak-ng", "flite": "flite"}
-    for engine in {v.partition(":")[0] for v in voices}:
+    for engine in {v.partition(":")[0] for v in parse_voices(preset.voices)}:
         if shutil.which(engines[engine]) is None:
             raise SystemExit(f"{engines[engine]} not found: install it (apt-get install {engines[engine]})")
     sentences = load_sentences(fortunes)
@@ -369,11 +321,8 @@ def build(
     rows, cursor = [], 0
     pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else None
     try:
-        for split, target in preset.seconds.items():
-            rng = random.Random(f"{seed}:{split}")
-            split_rows, cursor = build_split(
-                pool, split, target, sentences, cursor, preset, voices, rng, out, noise_db
-            )
+        for split in preset.seconds:
+            split_rows, cursor = build_split(pool, out, split, sentences, cursor, preset, seed, noise_db)
             rows += split_rows
     finally:
         if pool:

@@ -188,3 +188,22 @@ def test_build_tiny_corpus_is_reproducible(tmp_path, monkeypatch):
         (tmp_path / "c").mkdir()
         (tmp_path / "c" / "keep.wav").write_bytes(b"")
         make_data.build(tmp_path / "c", preset, fortunes=fortunes)
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+def test_command_line_flags(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(make_data, "CHUNK", 1)
+    tiny = make_data.Preset({"test": 0.5, "unlabelled": 0.5}, (1, 1), make_data.MINI_VOICES)
+    monkeypatch.setitem(make_data.PRESETS, "large", tiny)
+    fortunes = tmp_path / "fortunes"
+    fortunes.mkdir()
+    (fortunes / "wisdom").write_text("A stitch in time saves nine.\n%\nLook before you leap, my friend.\n%\n")
+    argv = ["--large", "--out", str(tmp_path / "out"), "--fortunes", str(fortunes), "--workers", "1"]
+    make_data.main([*argv, "--voices", "espeak:en-gb+f4", "--noise-dbfs", "-40", "--seed", "5"])
+    assert "wrote" in capsys.readouterr().err
+    rows = (tmp_path / "out" / "metadata.tsv").read_text().splitlines()[1:]
+    assert [r.split("\t")[3] for r in rows] == ["espeak:en-gb+f4"] * 2
+    x, _ = sf.read(tmp_path / "out" / rows[0].split("\t")[0])
+    assert abs(x[:400]).max() > 0.001  # the leading silence carries the added noise
+    with pytest.raises(SystemExit):
+        make_data.main([*argv, "--voices", "festival:kal"])
