@@ -1,0 +1,149 @@
+"""`w2v transcribe` as a library: audio files in, one result dict per file out, as soon as it is done.
+
+    from w2vcli.model_source import load_model
+    from w2vcli.pipelines.transcribe import TranscribeOptions, expand, transcribe
+    loaded = load_model("runs/ft")
+    for result in transcribe(expand(["clips/"]), loaded, TranscribeOptions(timestamps="word")):
+        print(result["audio"], result["text"])
+
+Long files are cut into overlapping chunks (chunking.py) whose kept frame logits are stitched and
+decoded once, so words at chunk borders are neither lost nor doubled and timestamps stay global.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from w2vcli.chunking import ChunkPlan, stitch
+from w2vcli.decoding import BeamOptions, char_timestamps, decode, to_text, word_timestamps
+from w2vcli.errors import UsageError
+from w2vcli.formats import render
+from w2vcli.pipelines._transcribe_engine import Prefetcher, run_events
+from w2vcli.pipelines._transcribe_inputs import Item, expand
+
+__all__ = ["TranscribeOptions", "transcribe", "expand", "Item", "output_paths", "write_outputs", "pick_device"]
+
+CUDA_BATCH_SECONDS = 240.0  # padded audio per batch on a GPU; on the CPU one at a time was faster
+
+
+@dataclass
+class TranscribeOptions:
+    chunk_seconds: float = 30.0  # 0: never chunk (memory then grows with the file)
+    stride_seconds: float = 5.0
+    batch_seconds: float | None = None  # None: auto (0 on CPU, CUDA_BATCH_SECONDS on CUDA)
+    timestamps: str | None = None  # "word" or "char": added to each result
+    beam: int = 1
+    lm: str | None = None  # ARPA or KenLM binary
+    lm_weight: float = 0.5
+    word_score: float = 0.0
+
+
+def pick_device(spec: str = "auto") -> str:
+    """auto -> cuda, then mps, then cpu; anything else is checked to exist."""
+    import torch
+
+    if spec == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return "mps"
+        return "cpu"
+    if spec.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {spec}: CUDA is not available here; use --device cpu")
+    if spec not in ("cpu", "mps") and not spec.startswith("cuda"):
+        raise UsageError(f"--device {spec}: expected auto, cpu, cuda, cuda:N or mps")
+    return spec
+
+
+def _beam_options(options: TranscribeOptions) -> BeamOptions:
+    lm = None
+    if options.lm:
+        from w2vcli.lm import load_lm
+
+        lm = load_lm(options.lm)
+    return BeamOptions(beam=max(1, options.beam), lm=lm, lm_weight=options.lm_weight, word_score=options.word_score)
+
+
+def _device_of(model) -> str:
+    try:
+        return str(next(model.parameters()).device)
+    except StopIteration:  # int8 on CPU keeps packed weights outside parameters()
+        return "cpu"
+
+
+def transcribe(
+    items: list[Item], loaded, options: TranscribeOptions | None = None,
+    on_progress: Callable[[float], None] | None = None,
+) -> Iterator[dict]:
+    """Yield one result dict per input (in input order for one-at-a-time runs): `audio`, (`id`),
+    `text`, `duration` (s), `elapsed` (s of model + decoding), `rtf`, `words`/`chars` when asked,
+    `error` when the file could not be transcribed. `on_progress(audio_seconds)` after each chunk.
+    """
+    options = options or TranscribeOptions()
+    model, config, vocab = loaded.model, loaded.config, loaded.vocab
+    device = _device_of(model)
+    plan = ChunkPlan.from_seconds(options.chunk_seconds, options.stride_seconds, config)
+    beam = _beam_options(options)
+    # Group-norm feature encoders normalise over time, padding included: never pad-batch them.
+    padded = config.feat_extract_norm == "layer"
+    batch_seconds = options.batch_seconds
+    if batch_seconds is None:
+        batch_seconds = CUDA_BATCH_SECONDS if device.startswith("cuda") else 0.0
+    batch_samples = int(batch_seconds * 16000)
+    frame_seconds = config.frame_stride / 16000
+
+    prefetch = Prefetcher([it.path for it in items], plan)
+    events = _progress(prefetch, on_progress, plan.frame)
+    try:
+        for ev, pieces, spent in run_events(events, model, device, batch_samples, padded, prefetch.pending):
+            item = items[ev.index]
+            result = {"audio": item.audio} | ({"id": item.id} if item.id is not None else {})
+            if ev.kind == "error":
+                yield result | {"text": None, "error": ev.message}
+                continue
+            t0 = time.perf_counter()
+            hyp = decode(stitch(pieces), options=beam, blank_id=vocab.blank_id, vocab=vocab)
+            duration = ev.samples / 16000
+            elapsed = spent + time.perf_counter() - t0
+            result |= {"text": to_text(hyp, vocab), "duration": round(duration, 3),
+                       "elapsed": round(elapsed, 3), "rtf": round(elapsed / duration, 4) if duration else None}
+            words = word_timestamps(hyp, vocab, frame_stride=frame_seconds)
+            if options.timestamps == "char":
+                result["chars"] = char_timestamps(hyp, vocab, frame_stride=frame_seconds)
+            result["words" if options.timestamps == "word" else "_words"] = words
+            yield result
+    finally:
+        prefetch.close()
+
+
+def _progress(events, on_progress, frame: int):
+    """Report each chunk's new audio (its kept part) as it goes to the model."""
+    for ev in events:
+        if on_progress is not None and ev.kind == "chunk":
+            lo, hi = ev.chunk.keep
+            end = hi * frame if hi >= 0 else len(ev.chunk.wav)
+            on_progress(max(end - lo * frame, 0) / 16000)
+        yield ev
+
+
+def output_paths(item: Item, out_dir: str | os.PathLike, formats: list[str]) -> list[Path]:
+    return [Path(out_dir) / f"{item.rel}.{fmt}" for fmt in formats]
+
+
+def write_outputs(result: dict, item: Item, out_dir: str | os.PathLike, formats: list[str]) -> list[Path]:
+    """One file per format, each written atomically (temporary name, then rename)."""
+    paths = output_paths(item, out_dir, formats)
+    for fmt, path in zip(formats, paths, strict=True):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(render(result, fmt), encoding="utf-8")
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+    return paths
