@@ -52,7 +52,7 @@ class ChunkPlan:
 
     def output_frames(self, n: int) -> int:
         """Frames the feature encoder makes from n samples (FeatureEncoder.output_lengths)."""
-        for k, s in zip(self.kernels, self.strides):
+        for k, s in zip(self.kernels, self.strides, strict=True):
             n = (n - k) // s + 1
         return max(n, 0)
 

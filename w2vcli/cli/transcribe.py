@@ -1,10 +1,146 @@
-"""`w2v transcribe`."""
+"""`w2v transcribe`: audio files -> text, as JSON lines on stdout or files in an output directory."""
 
 from __future__ import annotations
 
-from w2vcli.cli.common import not_built
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from w2vcli.cli.common import Device
+
+LM_BEAM = 32  # --lm without --beam: a beam of one would give the LM nothing to choose from
 
 
-def transcribe() -> None:
-    """Not built yet."""
-    not_built("transcribe")
+def transcribe(
+    audio: Annotated[
+        list[str],
+        typer.Argument(help="Audio files, folders (searched recursively), prep manifests (.jsonl), or - for paths on stdin."),
+    ],
+    model: Annotated[
+        str | None,
+        typer.Option("--model", "-m", help="Fine-tuning run, checkpoint or Hugging Face directory, or hub id. "
+                     "Default: $W2V_MODEL, else facebook/wav2vec2-base-960h from the hub."),
+    ] = None,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option("--output-dir", "-o", help="Write one file per input and format here, mirroring input paths."),
+    ] = None,
+    formats: Annotated[
+        list[str] | None,
+        typer.Option("--format", "-f", help="txt, json, jsonl, tsv, srt or vtt; repeat for several. "
+                     "Default: jsonl lines on stdout, txt files with --output-dir."),
+    ] = None,
+    skip_existing: Annotated[
+        bool, typer.Option("--skip-existing", help="Skip inputs whose output files all exist (resume a big job).")
+    ] = False,
+    timestamps: Annotated[
+        str | None, typer.Option("--timestamps", help="word or char: add start/end times (seconds) to results.")
+    ] = None,
+    chunk_seconds: Annotated[
+        float, typer.Option("--chunk-seconds", min=0, help="Cut longer audio into chunks this long (0: never).")
+    ] = 30.0,
+    stride_seconds: Annotated[
+        float, typer.Option("--stride-seconds", min=0, help="Context on each side of a chunk border, dropped after.")
+    ] = 5.0,
+    batch_seconds: Annotated[
+        float | None,
+        typer.Option("--batch-seconds", min=0, help="Padded audio per batch; 0: one input at a time. "
+                     "Default: 0 on CPU, 240 on CUDA. Group-norm models always run one at a time."),
+    ] = None,
+    beam: Annotated[
+        int | None, typer.Option("--beam", min=1, help=f"Prefix beam search width (default 1 = greedy, {LM_BEAM} with --lm).")
+    ] = None,
+    lm: Annotated[
+        Path | None, typer.Option("--lm", help="Word n-gram LM: ARPA (.arpa, .arpa.gz) or KenLM binary.")
+    ] = None,
+    lm_weight: Annotated[float, typer.Option("--lm-weight", help="Weight of the LM log-probability.")] = 0.5,
+    word_score: Annotated[float, typer.Option("--word-score", help="Bonus per word (counters short outputs).")] = 0.0,
+    int8: Annotated[
+        bool, typer.Option("--int8", help="Dynamic int8 quantization of the linear layers (CPU only, faster).")
+    ] = False,
+    device: Device = "auto",
+) -> None:
+    """Transcribe audio with a CTC model. Exit code 0 when every input worked, 1 when some failed."""
+    from w2vcli.errors import UsageError
+    from w2vcli.formats import FORMATS
+
+    formats = formats or (["txt"] if output_dir else [])
+    bad = [f for f in formats if f not in FORMATS]
+    if bad:
+        raise UsageError(f"--format {bad[0]}: expected one of {', '.join(FORMATS)}")
+    if timestamps not in (None, "word", "char"):
+        raise UsageError(f"--timestamps {timestamps}: expected word or char")
+    if skip_existing and output_dir is None:
+        raise UsageError("--skip-existing needs --output-dir")
+    if "-" in audio and sys.stdin.isatty():
+        raise UsageError("- reads paths from stdin, but stdin is a terminal; pipe paths in (find . -name '*.flac' | ...)")
+
+    from w2vcli.model_source import load_model
+    from w2vcli.pipelines.transcribe import TranscribeOptions, expand, output_paths, pick_device
+    from w2vcli.pipelines.transcribe import transcribe as run
+
+    stdin = (os.fsdecode(line) for line in sys.stdin.buffer) if "-" in audio else ()
+    items = expand(audio, stdin, skip_dir=output_dir)
+    if skip_existing:
+        items = [it for it in items if not all(p.exists() for p in output_paths(it, output_dir, formats))]
+    dev = pick_device(device)
+    options = TranscribeOptions(
+        chunk_seconds=chunk_seconds, stride_seconds=stride_seconds, batch_seconds=batch_seconds,
+        timestamps=timestamps, beam=beam if beam is not None else (LM_BEAM if lm else 1),
+        lm=str(lm) if lm else None, lm_weight=lm_weight, word_score=word_score,
+    )
+    loaded = load_model(model, device=dev, int8=int8)
+    failed = _run(lambda on_progress: run(items, loaded, options, on_progress), items, output_dir, formats)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _emit(result: dict, items, output_dir, formats) -> None:
+    from w2vcli.formats import public, render
+    from w2vcli.pipelines.transcribe import write_outputs
+
+    if output_dir is not None:
+        if "error" not in result:
+            write_outputs(result, items[result["_index"]], output_dir, formats)
+        return
+    if formats:
+        for fmt in formats:
+            sys.stdout.write(render(result, fmt))
+    else:
+        sys.stdout.write(json.dumps(public(result), ensure_ascii=False) + "\n")
+    sys.stdout.flush()  # one line per file as soon as it is done, so `| jq` streams
+
+
+def _run(start_pipeline, items, output_dir, formats) -> int:
+    """Drive the pipeline under a progress bar (files, audio, real-time factor); returns the failures."""
+    from rich.progress import TextColumn
+
+    from w2vcli.console import err, error, progress
+
+    failed, audio_seconds, fed, start = 0, 0.0, [0.0], time.monotonic()
+    bar = progress(TextColumn("{task.fields[audio]:.1f} min audio"), TextColumn("RTF {task.fields[rtf]:.3f}"))
+    with bar:
+        task = bar.add_task("transcribing", total=len(items), audio=0.0, rtf=0.0)
+
+        def on_progress(seconds: float) -> None:  # per chunk, so a long file moves the figures too
+            fed[0] += seconds
+            bar.update(task, audio=fed[0] / 60, rtf=(time.monotonic() - start) / max(fed[0], 1e-9))
+
+        for result in start_pipeline(on_progress):
+            if "error" in result:
+                failed += 1
+                error(result["error"])
+            else:
+                audio_seconds += result["duration"]
+            _emit(result, items, output_dir, formats)
+            bar.update(task, advance=1)
+    wall = time.monotonic() - start
+    rtf = f", RTF {wall / audio_seconds:.3f}" if audio_seconds else ""
+    err.print(f"{len(items) - failed} transcribed, {failed} failed: {audio_seconds / 60:.1f} min of audio "
+              f"in {wall:.1f} s{rtf}", markup=False)
+    return failed

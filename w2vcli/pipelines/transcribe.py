@@ -81,7 +81,8 @@ def transcribe(
 ) -> Iterator[dict]:
     """Yield one result dict per input (in input order for one-at-a-time runs): `audio`, (`id`),
     `text`, `duration` (s), `elapsed` (s of model + decoding), `rtf`, `words`/`chars` when asked,
-    `error` when the file could not be transcribed. `on_progress(audio_seconds)` after each chunk.
+    `error` when the file could not be transcribed; private `_index` (position in `items`) and `_words`
+    (word times for subtitle writers when not asked for) are dropped by `formats.public`. `on_progress(audio_seconds)` after each chunk.
     """
     options = options or TranscribeOptions()
     model, config, vocab = loaded.model, loaded.config, loaded.vocab
@@ -101,7 +102,7 @@ def transcribe(
     try:
         for ev, pieces, spent in run_events(events, model, device, batch_samples, padded, prefetch.pending):
             item = items[ev.index]
-            result = {"audio": item.audio} | ({"id": item.id} if item.id is not None else {})
+            result = {"audio": item.audio} | ({"id": item.id} if item.id is not None else {}) | {"_index": ev.index}
             if ev.kind == "error":
                 yield result | {"text": None, "error": ev.message}
                 continue
