@@ -185,3 +185,83 @@ def preset(name: str) -> ModelConfig:
     except KeyError:
         raise W2VError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
 
+
+
+@dataclass
+class TrainConfig:
+    """Training settings shared by `w2v pretrain` and `w2v finetune` (one field per flag).
+
+    An update sees batch_seconds x accumulate x world size seconds of audio (batch_seconds is per
+    device and micro-batch). `warmup` and `hold` below 1 are fractions of max_updates, else updates.
+    """
+
+    max_updates: int = 10_000
+    max_minutes: float | None = None  # stop (with a checkpoint) after this much wall time in this invocation
+    batch_seconds: float = 60.0
+    max_batch_size: int | None = None
+    accumulate: int = 1
+    lr: float = 5e-4
+    schedule: str = "linear"  # "linear": warmup then linear decay to 0; "tri_stage": warmup, hold, exp decay
+    warmup: float = 0.08
+    hold: float = 0.4  # tri_stage only
+    init_lr_scale: float = 0.01  # tri_stage: warmup starts at this x lr
+    final_lr_scale: float = 0.05  # tri_stage: decay ends at this x lr
+    betas: tuple[float, float] = (0.9, 0.98)
+    eps: float = 1e-6
+    weight_decay: float = 0.01
+    clip_norm: float = 10.0  # 0: no clipping (the norm is still logged)
+    amp: bool = True  # mixed precision on GPUs (bf16 where supported, else fp16 + loss scaling)
+    device: str = "auto"
+    seed: int = 0
+    workers: int = 0
+    save_every: int = 500
+    log_every: int = 10
+    keep: int = 2  # checkpoints kept besides best/
+    fresh: bool = False
+    # Pretraining.
+    crop_seconds: float = 5.0
+    gumbel_start: float = 2.0
+    gumbel_end: float = 0.5
+    gumbel_decay: float = 0.999995
+    # Fine-tuning.
+    freeze_updates: int = 0  # whole transformer frozen (only the CTC head trains) for these updates
+    valid_every: int = 500
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(float(b) for b in self.betas)
+        problems = []
+        if self.max_updates < 1:
+            problems.append("--max-updates must be at least 1")
+        if self.accumulate < 1:
+            problems.append("--accumulate must be at least 1")
+        if self.batch_seconds <= 0:
+            problems.append("--batch-seconds must be positive")
+        if self.lr <= 0:
+            problems.append("--lr must be positive")
+        if self.schedule not in ("linear", "tri_stage"):
+            problems.append(f"schedule must be 'linear' or 'tri_stage', not {self.schedule!r}")
+        if self.warmup < 0 or self.hold < 0:
+            problems.append("--warmup and --hold must not be negative")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            problems.append("--max-minutes must be positive")
+        if min(self.save_every, self.log_every, self.valid_every, self.keep) < 1:
+            problems.append("--save-every, --log-every, --valid-every and --keep must be at least 1")
+        if self.crop_seconds <= 0:
+            problems.append("--crop-seconds must be positive")
+        if problems:
+            from w2vcli.errors import UsageError
+
+            raise UsageError("; ".join(problems))
+
+    def updates(self, value: float) -> int:
+        """A `warmup`/`hold` value in updates: below 1 it is a fraction of max_updates."""
+        return round(value * self.max_updates) if value < 1 else int(value)
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})

@@ -1,0 +1,140 @@
+"""The training loop: runs and checkpoints, resumes bitwise, skips non-finite steps, DDP = one process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from safetensors.torch import load_file
+
+from tests.train_helpers import make_corpus, small_model, small_train
+from w2vcli.pipelines.pretrain import PretrainTask, pretrain
+from w2vcli.rundir import RunDir, load_trainer_state
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return make_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+def weights(ckpt) -> dict[str, torch.Tensor]:
+    return load_file(str(ckpt / "model.safetensors"))
+
+
+def test_run_writes_checkpoints_metrics_and_settings(corpus, tmp_path):
+    events = []
+    result = pretrain(corpus, tmp_path / "run", small_train(save_every=2, keep=2), small_model(),
+                      on_event=events.append)
+    run = RunDir(tmp_path / "run")
+    assert result.update == 6 and result.stop_reason == "max_updates"
+    assert [u for u, _ in run.updates()] == [4, 6]  # keep=2
+    assert json.loads(run.last_file.read_text()) == {"checkpoint": "checkpoints/update-6", "update": 6}
+    state = load_trainer_state(run.latest())  # weights_only=True
+    assert state["update"] == 6 and state["data"]["position"] + state["data"]["epoch"] * state["data"]["batches"] == 6
+    records = [json.loads(line) for line in run.metrics.read_text().splitlines()]
+    assert [r["update"] for r in records] == [2, 4, 6]
+    for key in ("loss", "accuracy", "prob_perplexity", "code_perplexity", "diversity", "temperature", "lr",
+                "audio_seconds_per_s"):
+        assert all(key in r for r in records)
+    assert json.loads(run.settings.read_text())["train"]["max_updates"] == 6
+    assert {e.kind for e in events} >= {"start", "log", "checkpoint", "done"}
+
+
+@pytest.mark.slow
+def test_interrupted_run_resumes_to_identical_weights(corpus, tmp_path):
+    straight = pretrain(corpus, tmp_path / "a", small_train(), small_model())
+
+    def interrupt(event):  # Ctrl-C in the middle: the update finishes, a checkpoint is written
+        if event.kind == "log" and event.update == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    stopped = pretrain(corpus, tmp_path / "b", small_train(), small_model(), on_event=interrupt)
+    assert stopped.stop_reason == "SIGINT" and stopped.update == 3
+    resumed = pretrain(corpus, tmp_path / "b", small_train(), small_model())
+    assert resumed.update == 6
+    a, b = weights(straight.checkpoint), weights(resumed.checkpoint)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    lines = [json.loads(x)["update"] for x in (tmp_path / "b" / "metrics.jsonl").read_text().splitlines()]
+    assert lines == [2, 3, 4, 6]  # the stop logs its partial window
+    fresh = pretrain(corpus, tmp_path / "b", small_train(max_updates=2, fresh=True), small_model())
+    assert fresh.update == 2 and [u for u, _ in RunDir(tmp_path / "b").updates()] == [2]
+
+
+def test_half_written_checkpoint_is_ignored(corpus, tmp_path):
+    pretrain(corpus, tmp_path / "run", small_train(max_updates=3), small_model())
+    run = RunDir(tmp_path / "run")
+    (run.checkpoints / "update-9").mkdir()  # as a kill -9 mid-save could leave it (never renamed in practice)
+    (run.checkpoints / ".update-12.partial").mkdir()
+    assert run.latest() == run.checkpoints / "update-3"
+    run.last_file.write_text('{"checkpoint": "checkpoints/update-9"')  # torn pointer
+    assert run.latest() == run.checkpoints / "update-3"
+    assert pretrain(corpus, tmp_path / "run", small_train(max_updates=4), small_model()).update == 4
+
+
+class NanAt(PretrainTask):
+    """Poisons the loss of one update."""
+
+    def __init__(self, *a, at: int):
+        super().__init__(*a)
+        self.at, self.update = at, 0
+
+    def begin_update(self, model, update):
+        self.update = update
+        return super().begin_update(model, update)
+
+    def loss(self, model, p):
+        loss, stats = super().loss(model, p)
+        return (loss * float("nan"), stats) if self.update == self.at else (loss, stats)
+
+
+def test_non_finite_loss_skips_the_step(corpus, tmp_path, monkeypatch):
+    import w2vcli.pipelines.pretrain as pipeline
+
+    monkeypatch.setattr(pipeline, "PretrainTask", lambda *a: NanAt(*a, at=2))
+    events = []
+    snapshots = {}
+
+    def watch(event):
+        events.append(event)
+
+    result = pretrain(corpus, tmp_path / "run", small_train(max_updates=4, save_every=1, keep=10), small_model(),
+                      on_event=watch)
+    run = RunDir(tmp_path / "run")
+    for u, d in run.updates():
+        snapshots[u] = weights(d)
+    assert result.update == 4 and load_trainer_state(run.latest())["skipped"] == 1
+    assert all(torch.equal(snapshots[2][k], snapshots[3][k]) for k in snapshots[2])  # update 3 was skipped
+    assert not all(torch.equal(snapshots[3][k], snapshots[4][k]) for k in snapshots[3])
+    assert all(torch.isfinite(v).all() for v in snapshots[4].values())
+    assert any(e.kind == "warning" and "non-finite" in e.message for e in events)
+    assert [json.loads(x)["skipped"] for x in run.metrics.read_text().splitlines()] == [0, 1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_rank(rank: int, port: int, corpus, out) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    pretrain(corpus, out, small_train(max_updates=2), small_model())
+
+
+@pytest.mark.slow
+def test_two_process_ddp_equals_one_process_over_the_global_batch(corpus, tmp_path):
+    torch.set_num_threads(1)
+    one = pretrain(corpus, tmp_path / "one", small_train(max_updates=2, accumulate=2), small_model())
+    mp.start_processes(_ddp_rank, args=(_free_port(), corpus, tmp_path / "ddp"), nprocs=2, start_method="spawn")
+    two = RunDir(tmp_path / "ddp").latest()
+    a, b = weights(one.checkpoint), weights(two)
+    assert RunDir(tmp_path / "ddp").updates()[-1][0] == 2
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-6

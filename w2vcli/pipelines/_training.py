@@ -1,0 +1,77 @@
+"""What `pretrain` and `finetune` share before the loop starts: device, DDP, RUN, data, resume config."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from w2vcli import distributed
+from w2vcli.config import ModelConfig, TrainConfig
+from w2vcli.data import filter_utterances
+from w2vcli.distributed import Dist
+from w2vcli.errors import UsageError, W2VError
+from w2vcli.manifest import read_manifest
+from w2vcli.rundir import RunDir
+from w2vcli.train import Event
+
+
+def setup(cfg: TrainConfig) -> tuple[Dist, torch.device]:
+    dist = distributed.from_env()
+    device = distributed.select_device(cfg.device, dist)
+    distributed.init(dist, device)
+    torch.manual_seed(cfg.seed)
+    return dist, device
+
+
+def open_run(out: str | os.PathLike, cfg: TrainConfig, dist: Dist) -> RunDir:
+    run = RunDir(out)
+    if run.path.exists() and not run.path.is_dir():
+        raise UsageError(f"--out {run.path} is a file; give a directory for the run")
+    if dist.main:
+        run.path.mkdir(parents=True, exist_ok=True)
+        if cfg.fresh:
+            run.clear()
+    distributed.barrier(dist)
+    return run
+
+
+def resolve_data(data: str | os.PathLike, run: RunDir, dist: Dist, on_prep_progress=None,
+                 unlabelled: bool = True) -> Path:
+    """A prep output directory as is; a plain folder of audio is prepared into RUN/data first (rank 0)."""
+    data = Path(data)
+    if (data / "train.jsonl").is_file():
+        return data
+    if not data.exists():
+        raise UsageError(f"DATA {data} does not exist; give a `w2v prep` output or a folder of audio")
+    if not unlabelled:
+        raise UsageError(f"{data} has no train.jsonl; prepare labelled data with `w2v prep --transcripts ...` first")
+    if dist.main:
+        from w2vcli.pipelines.prep import PrepOptions, prepare
+
+        prepare([str(data)], run.data, PrepOptions(unlabelled=True), on_progress=on_prep_progress)
+    distributed.barrier(dist)
+    if not (run.data / "train.jsonl").is_file():
+        raise W2VError(f"preparing {data} produced no train.jsonl in {run.data}")
+    return run.data
+
+
+def load_split(data_dir: Path, split: str, min_seconds: float, max_seconds: float | None = None,
+               require_text: bool = False) -> tuple[list, dict]:
+    path = data_dir / f"{split}.jsonl"
+    if not path.is_file():
+        return [], {}
+    return filter_utterances(read_manifest(path), min_seconds, max_seconds, require_text)
+
+
+def resume_config(run: RunDir, given: ModelConfig, fresh: bool, on_event=None) -> ModelConfig:
+    """Resuming keeps the architecture the run was started with, whatever the flags now say."""
+    latest = None if fresh else run.latest()
+    if latest is None:
+        return given
+    saved = ModelConfig.load(latest)
+    if saved != given and on_event:
+        on_event(Event("warning", 0, 0, message=f"resuming {latest} with its own model settings; "
+                                                "flags that change the model need --fresh"))
+    return saved

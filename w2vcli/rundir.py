@@ -1,0 +1,168 @@
+"""A training run's directory (RUN) and its checkpoints.
+
+    RUN/train.json                 resolved settings of the latest invocation (TrainConfig + model + data)
+    RUN/metrics.jsonl              one JSON line per logging step (and per validation)
+    RUN/last                       {"checkpoint": "checkpoints/update-N", "update": N}: the latest complete one
+    RUN/checkpoints/update-N/      config.json + model.safetensors (+ vocab.json): a normal checkpoint,
+                                   usable by `transcribe`/`finetune --init`, plus trainer.pt (optimizer,
+                                   loss scaler, update count, data position, RNG states, best score)
+    RUN/best/                      fine-tuning: the checkpoint with the lowest validation WER
+    RUN/data/                      `prep` output when DATA was a plain folder of audio
+
+Crash safety: a checkpoint directory is written under a temporary name, fsynced and renamed;
+`last` is replaced atomically only after that. A `kill -9` at any moment leaves `last` naming a
+complete checkpoint (or a stale-but-complete one); half-written directories are never named.
+trainer.pt holds only tensors and plain types and is read with `torch.load(weights_only=True)`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file
+
+from w2vcli.checkpoint import WEIGHTS_FILE, is_checkpoint, save_checkpoint
+from w2vcli.errors import W2VError
+
+TRAINER_FILE, LAST_FILE, SETTINGS_FILE, METRICS_FILE = "trainer.pt", "last", "train.json", "metrics.jsonl"
+_UPDATE_DIR = re.compile(r"^update-(\d+)$")
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def rng_state() -> dict:
+    """Every RNG a run touches, as tensors and plain values (loadable with weights_only=True)."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    version, pystate, gauss = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "python": {"version": version, "state": list(pystate), "gauss": gauss},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    p = state["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class RunDir:
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.checkpoints = self.path / "checkpoints"
+        self.best = self.path / "best"
+        self.data = self.path / "data"
+        self.metrics = self.path / METRICS_FILE
+        self.settings = self.path / SETTINGS_FILE
+        self.last_file = self.path / LAST_FILE
+
+    def clear(self) -> None:
+        """`--fresh`: forget checkpoints, best and metrics (prepared data in RUN/data is kept)."""
+        for d in (self.checkpoints, self.best):
+            shutil.rmtree(d, ignore_errors=True)
+        for f in (self.last_file, self.metrics, self.settings):
+            f.unlink(missing_ok=True)
+
+    def write_settings(self, settings: dict) -> None:
+        self.path.mkdir(parents=True, exist_ok=True)
+        _atomic_write(self.settings, (json.dumps(settings, indent=2, default=str) + "\n").encode())
+
+    def complete(self, ckpt: Path) -> bool:
+        return is_checkpoint(ckpt) and (ckpt / TRAINER_FILE).is_file()
+
+    def updates(self) -> list[tuple[int, Path]]:
+        """Complete checkpoints, oldest first."""
+        if not self.checkpoints.is_dir():
+            return []
+        found = [(int(m[1]), d) for d in self.checkpoints.iterdir() if (m := _UPDATE_DIR.match(d.name))]
+        return sorted((u, d) for u, d in found if self.complete(d))
+
+    def latest(self) -> Path | None:
+        """The checkpoint `last` names, or (if `last` is missing or names something gone) the newest complete one."""
+        try:
+            ckpt = self.path / json.loads(self.last_file.read_text())["checkpoint"]
+            if self.complete(ckpt):
+                return ckpt
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        done = self.updates()
+        return done[-1][1] if done else None
+
+    def save(self, model: torch.nn.Module, trainer: dict, update: int, keep: int, vocab=None, **info) -> Path:
+        """Checkpoint `update-N` (model + trainer state), point `last` at it, drop all but the newest `keep`."""
+        final = self.checkpoints / f"update-{update}"
+        tmp = self.checkpoints / f".update-{update}.partial"
+        shutil.rmtree(tmp, ignore_errors=True)
+        save_checkpoint(model, tmp, vocab, update=update, **info)
+        _atomic_write(tmp / TRAINER_FILE, _tensor_bytes(trainer))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync_dir(self.checkpoints)
+        _atomic_write(self.last_file, json.dumps({"checkpoint": f"checkpoints/{final.name}", "update": update}).encode())
+        for _, old in self.updates()[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def save_best(self, model: torch.nn.Module, vocab=None, **info) -> Path:
+        return save_checkpoint(model, self.best, vocab, **info)
+
+
+def _tensor_bytes(obj: dict) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def load_trainer_state(ckpt: Path) -> dict:
+    try:
+        return torch.load(ckpt / TRAINER_FILE, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated or foreign file: say which one
+        raise W2VError(f"cannot read {ckpt / TRAINER_FILE} ({e}); restart with --fresh") from None
+
+
+def load_weights(model: torch.nn.Module, ckpt: Path) -> None:
+    """Weights of a checkpoint into an existing model of the same architecture (exact tensors)."""
+    state = load_file(str(ckpt / WEIGHTS_FILE))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise W2VError(f"{ckpt} does not match this model (missing {missing[:2]}, unexpected {unexpected[:2]}); "
+                       "use --fresh to start over")

@@ -1,0 +1,298 @@
+"""The one training loop behind `w2v pretrain` and `w2v finetune`.
+
+A task (pipelines/pretrain.py, pipelines/finetune.py) says what one micro-batch costs; this loop
+does the rest: AdamW, gradient accumulation, clipping, mixed precision on GPUs (bf16 where
+supported, else fp16 with loss scaling; fp32 on CPU/MPS), skipping non-finite steps, DDP,
+logging, validation, checkpoints, resume and clean stops. RUN's layout is in `w2vcli.rundir`.
+
+Reproducibility: the randomness of a micro-batch (masks, negatives, dropout, Gumbel noise) comes
+from a seed of (seed, epoch, global batch index), so a resumed run or a DDP run over the same
+global batch makes the same draws as one uninterrupted process. Losses are sums divided by the
+global count of their units (masked frames, utterances), all-reduced before the backward pass.
+
+Stopping: SIGINT/SIGTERM (or `Trainer.request_stop()`) finish the current update, save a
+checkpoint and return with `stop_reason` "SIGINT"/"SIGTERM"/"requested"; a second SIGINT aborts.
+All DDP ranks agree on stopping through one small all-reduce per update.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from w2vcli import distributed
+from w2vcli.config import TrainConfig
+from w2vcli.distributed import Dist
+from w2vcli.metrics import MetricsLog
+from w2vcli.rundir import RunDir, load_trainer_state, load_weights, rng_state, set_rng_state
+from w2vcli.schedule import lr_at
+
+
+class Task(Protocol):
+    find_unused: bool  # DDP: some parameters may get no gradient in a step
+
+    def parameters(self, model: torch.nn.Module) -> list[torch.nn.Parameter]: ...
+    def begin_update(self, model: torch.nn.Module, update: int) -> bool: ...  # True: trainable set changed
+    def prepare(self, batch, generator: torch.Generator, device: torch.device): ...  # has .count, .seconds
+    def loss(self, model: torch.nn.Module, prepared) -> tuple[torch.Tensor, dict[str, torch.Tensor]]: ...
+    def summarize(self, sums: dict[str, float]) -> dict[str, float]: ...
+    def check(self, metrics: dict, update: int) -> list[str]: ...
+
+
+@dataclass
+class Event:
+    kind: str  # start, log, valid, best, checkpoint, warning, done
+    update: int
+    max_updates: int
+    metrics: dict = field(default_factory=dict)
+    message: str = ""
+
+
+@dataclass
+class TrainResult:
+    update: int
+    stop_reason: str  # max_updates, max_minutes, SIGINT, SIGTERM, requested
+    checkpoint: Path | None
+    metrics: dict
+    best: dict
+
+
+def micro_seed(seed: int, epoch: int, index: int) -> int:
+    return int(np.random.SeedSequence([seed, epoch, index, 0x7261]).generate_state(1)[0])
+
+
+def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
+    """bf16 on GPUs that have it, else fp16; None (fp32) on CPU and MPS or when disabled."""
+    if not enabled or device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+class Trainer:
+    def __init__(self, model, task: Task, loader, cfg: TrainConfig, run: RunDir, device: torch.device,
+                 dist: Dist = Dist(), on_event: Callable[[Event], None] | None = None,
+                 validate: Callable[[torch.nn.Module], dict] | None = None, vocab=None, info: dict | None = None):
+        self.model, self.task, self.loader, self.cfg, self.run = model.to(device), task, loader, cfg, run
+        self.device, self.dist, self.validate, self.vocab, self.info = device, dist, validate, vocab, info or {}
+        self.on_event = on_event if dist.main else None
+        self.optimizer = torch.optim.AdamW(task.parameters(self.model), lr=cfg.lr, betas=cfg.betas,
+                                           eps=cfg.eps, weight_decay=cfg.weight_decay)
+        self.dtype = amp_dtype(device, cfg.amp)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
+        self.log = MetricsLog(run.metrics, dist.main)
+        self.update, self.skipped, self.best = 0, 0, {}
+        self.resumed_from: Path | None = None
+        self._signal: str | None = None
+        self._requested = False
+        self._wrapped = None
+        self._window = self._new_window()
+        self._last_metrics: dict = {}
+
+    def emit(self, kind: str, metrics: dict | None = None, message: str = "") -> None:
+        if self.on_event:
+            self.on_event(Event(kind, self.update, self.cfg.max_updates, metrics or {}, message))
+
+    def request_stop(self) -> None:
+        """Stop after the current update with a checkpoint (what SIGINT/SIGTERM do)."""
+        self._requested = True
+
+    def resume(self) -> bool:
+        """Load the run's latest checkpoint, if any: weights, optimizer, scaler, data position, RNGs."""
+        ckpt = self.run.latest()
+        if ckpt is None:
+            return False
+        state = load_trainer_state(ckpt)
+        load_weights(self.model, ckpt)
+        self.optimizer.load_state_dict(state["optimizer"])
+        if state.get("scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(state["scaler"])
+        self.loader.load_state_dict(state["data"])
+        set_rng_state(state["rng"])
+        self.update, self.skipped, self.best = state["update"], state["skipped"], state.get("best", {})
+        self.log.rewind(self.update)
+        self.resumed_from = ckpt
+        return True
+
+    def save(self) -> Path | None:
+        if not self.dist.main:
+            return None
+        trainer = {
+            "update": self.update, "skipped": self.skipped, "best": self.best,
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
+            "data": self.loader.state_dict(), "rng": rng_state(),
+        }
+        path = self.run.save(distributed.unwrap(self.model), trainer, self.update, self.cfg.keep, self.vocab,
+                             **self.info)
+        self.emit("checkpoint", message=str(path))
+        return path
+
+    def _stream(self) -> Iterator[tuple[int, object]]:
+        """Batches forever, each with its micro-batch seed; epochs roll over."""
+        ws, rank = self.dist.world_size, self.dist.rank
+        while True:
+            epoch = self.loader.epoch
+            for batch in self.loader:
+                yield micro_seed(self.cfg.seed, epoch, (self.loader.position - 1) * ws + rank), batch
+
+    def _new_window(self) -> dict:
+        return {"sums": {}, "updates": 0, "skipped": 0, "grad_norm": 0.0, "seconds": 0.0, "start": time.monotonic()}
+
+    @contextlib.contextmanager
+    def _signals(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def handler(signum, frame):
+            name = signal.Signals(signum).name
+            if self._signal == "SIGINT" and name == "SIGINT":
+                raise KeyboardInterrupt  # second Ctrl-C: the user really wants out
+            self._signal = name
+
+        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+
+    def train(self) -> TrainResult:
+        cfg = self.cfg
+        self.model.train()
+        started = time.monotonic()
+        self.emit("start", {"update": self.update, "resumed_from": str(self.resumed_from or "")})
+        stream = self._stream()
+        reason, saved_at = "max_updates", -1
+        with self._signals():
+            while self.update < cfg.max_updates:
+                flags = self._step(stream, started)
+                if self.update % cfg.log_every == 0:
+                    self._log()  # every rank: the metrics are all-reduced
+                if self.validate and (self.update % cfg.valid_every == 0 or self.update == cfg.max_updates):
+                    self._validate()
+                if self.update % cfg.save_every == 0:
+                    self.save()
+                    saved_at = self.update
+                if flags is not None:
+                    reason = flags
+                    break
+        if self.update % cfg.log_every and self._window["updates"]:
+            self._log()
+        path = self.run.latest() if saved_at == self.update else self.save()
+        self.emit("done", self._last_metrics, reason)
+        return TrainResult(self.update, reason, path or self.run.latest(), self._last_metrics, self.best)
+
+    def _wrap(self) -> torch.nn.Module:
+        changed = self.task.begin_update(distributed.unwrap(self.model), self.update)
+        if self._wrapped is None or changed:
+            self._wrapped = distributed.wrap(distributed.unwrap(self.model), self.dist, self.device,
+                                             self.task.find_unused)
+        return self._wrapped
+
+    def _step(self, stream, started: float) -> str | None:
+        """One update over `accumulate` micro-batches; returns a stop reason agreed by all ranks, or None."""
+        cfg, dist = self.cfg, self.dist
+        model = self._wrap()
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr_at(cfg, self.update)
+        micro = []
+        for _ in range(cfg.accumulate):
+            seed, batch = next(stream)
+            gen = torch.Generator().manual_seed(seed)
+            micro.append((seed, self.task.prepare(batch, gen, self.device)))
+        count = torch.tensor([float(sum(p.count for _, p in micro))], dtype=torch.float64, device=self.device)
+        total = float(distributed.all_reduce(count, dist)[0])
+        scale = dist.world_size / max(total, 1.0)  # DDP averages over ranks; undo that, divide by the global count
+        loss_total = 0.0
+        for i, (seed, prepared) in enumerate(micro):
+            sync = i == len(micro) - 1 or not dist.enabled
+            with (contextlib.nullcontext() if sync else model.no_sync()):
+                torch.manual_seed(seed)  # dropout, layerdrop and Gumbel noise of this micro-batch
+                with torch.autocast(self.device.type, self.dtype, enabled=self.dtype is not None):
+                    loss_sum, stats = self.task.loss(model, prepared)
+                self.scaler.scale(loss_sum * scale).backward()
+            loss_total = loss_total + loss_sum.detach().float()
+            self._accumulate(stats, prepared.seconds)
+        self.scaler.unscale_(self.optimizer)
+        params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
+        norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm if cfg.clip_norm > 0 else float("inf"))
+        time_up = cfg.max_minutes is not None and time.monotonic() - started >= cfg.max_minutes * 60
+        flags = torch.tensor([float(not torch.isfinite(torch.as_tensor(loss_total))), float(self._signal == "SIGINT"),
+                              float(self._signal == "SIGTERM"), float(time_up), float(self._requested)],
+                             device=self.device)
+        flags = distributed.all_reduce(flags, dist, op="max").tolist()
+        finite = flags[0] == 0 and bool(torch.isfinite(norm))
+        if finite or self.scaler.is_enabled():
+            self.scaler.step(self.optimizer)  # with a loss scaler, an overflow skips the step by itself
+            self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.update += 1
+        self._window["updates"] += 1
+        if finite:
+            self._window["grad_norm"] += float(norm)
+        else:
+            self.skipped += 1
+            self._window["skipped"] += 1
+            if not self.scaler.is_enabled() or flags[0]:
+                self.emit("warning", message=f"non-finite loss or gradient at update {self.update}: "
+                                             f"step skipped ({self.skipped} so far)")
+        for name, flag in zip(("SIGINT", "SIGTERM", "max_minutes", "requested"), flags[1:]):
+            if flag:
+                return name
+        return None
+
+    def _accumulate(self, stats: dict[str, torch.Tensor], seconds: float) -> None:
+        sums = self._window["sums"]
+        for k, v in stats.items():
+            sums[k] = sums.get(k, 0.0) + v.detach().float()
+        self._window["seconds"] += seconds
+
+    def _log(self) -> None:
+        w, self._window = self._window, self._new_window()
+        keys = sorted(w["sums"])
+        vec = torch.stack([torch.as_tensor(w["sums"][k], dtype=torch.float32, device=self.device).reshape(())
+                           for k in keys] + [torch.tensor(w["seconds"], device=self.device)])
+        vec = distributed.all_reduce(vec.float(), self.dist).tolist()
+        metrics = self.task.summarize(dict(zip(keys, vec[:-1])))
+        elapsed = max(time.monotonic() - w["start"], 1e-9)
+        good = w["updates"] - w["skipped"]
+        metrics.update({
+            "update": self.update, "epoch": self.loader.epoch, "lr": lr_at(self.cfg, self.update - 1),
+            "grad_norm": w["grad_norm"] / good if good else float("nan"), "skipped": self.skipped,
+            "audio_seconds_per_s": vec[-1] / elapsed, "updates_per_s": w["updates"] / elapsed,
+        })
+        if self.scaler.is_enabled():
+            metrics["loss_scale"] = float(self.scaler.get_scale())
+        self._last_metrics = metrics
+        self.log.write({k: (round(v, 6) if isinstance(v, float) else v) for k, v in metrics.items()})
+        self.emit("log", metrics)
+        for message in self.task.check(metrics, self.update):
+            self.emit("warning", message=message)
+
+    def _validate(self) -> None:
+        if not self.dist.main:
+            return
+        model = distributed.unwrap(self.model)
+        model.eval()
+        with torch.no_grad(), torch.autocast(self.device.type, self.dtype, enabled=self.dtype is not None):
+            result = self.validate(model)
+        model.train()
+        record = {"update": self.update, **{f"valid_{k}": v for k, v in result.items()}}
+        self.log.write(record)
+        self.emit("valid", record)
+        key = "wer"
+        if key in result and (not self.best or result[key] < self.best[key]):
+            self.best = {"update": self.update, **result}
+            self.run.save_best(model, self.vocab, **{f"valid_{k}": v for k, v in self.best.items()}, **self.info)
+            self.emit("best", record)
+
