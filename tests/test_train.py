@@ -138,3 +138,43 @@ def test_two_process_ddp_equals_one_process_over_the_global_batch(corpus, tmp_pa
     a, b = weights(one.checkpoint), weights(two)
     assert RunDir(tmp_path / "ddp").updates()[-1][0] == 2
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-6
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory):
+    return make_corpus(tmp_path_factory.mktemp("labelled"), n=8, labelled=True, valid=2)
+
+
+def test_finetune_from_a_pretraining_run_keeps_best_with_vocab(corpus, labelled, tmp_path):
+    from w2vcli.checkpoint import load_checkpoint
+    from w2vcli.pipelines.finetune import finetune
+
+    pt = pretrain(corpus, tmp_path / "pt", small_train(max_updates=2), small_model())
+    events = []
+    cfg = small_train(max_updates=4, freeze_updates=2, valid_every=2, schedule="tri_stage", warmup=0.25)
+    result = finetune(labelled, tmp_path / "ft", cfg, str(tmp_path / "pt"), small_model(),
+                      {"mask_time_prob": 0.3, "mask_time_length": 2, "mask_feature_prob": 0.2}, on_event=events.append)
+    assert result.update == 4
+    frozen = [e.metrics["frozen"] for e in events if e.kind == "log"]
+    assert frozen == [1.0, 0.0]
+    valid = [e.metrics for e in events if e.kind == "valid"]
+    assert [v["update"] for v in valid] == [2, 4] and all(0 <= v["valid_cer"] for v in valid)
+    best = load_checkpoint(tmp_path / "ft" / "best")
+    assert best.head == "ctc" and best.vocab is not None and best.config.vocab_size == len(best.vocab)
+    assert best.config.feature_grad_mult == 0.0
+    init = weights(pt.checkpoint)
+    tuned = weights(result.checkpoint)
+    cnn = [k for k in init if k.startswith("wav2vec2.feature_extractor.")]
+    assert cnn and all(torch.equal(init[k], tuned[k]) for k in cnn)  # the CNN stays frozen
+    assert not torch.equal(init["wav2vec2.encoder.layers.0.feed_forward.output_dense.weight"],
+                           tuned["wav2vec2.encoder.layers.0.feed_forward.output_dense.weight"])
+
+
+def test_finetune_from_scratch_and_clear_init_errors(labelled, tmp_path):
+    from w2vcli.errors import UsageError
+    from w2vcli.pipelines.finetune import finetune
+
+    result = finetune(labelled, tmp_path / "ft", small_train(max_updates=2, valid_every=2), "none", small_model())
+    assert result.best["update"] == 2 and "wer" in result.best
+    with pytest.raises(UsageError, match="--init"):
+        finetune(labelled, tmp_path / "x", small_train(max_updates=1), str(tmp_path / "missing"), small_model())

@@ -1,0 +1,194 @@
+"""`w2v finetune`: CTC fine-tuning of a (pre)trained wav2vec 2.0 model on transcribed speech.
+
+    result = finetune("data/", "runs/ft", TrainConfig(schedule="tri_stage", lr=5e-5), init="runs/pt")
+
+B batch, N samples, T frames, D model dim, L label tokens. The feature encoder stays frozen;
+the whole transformer too for the first `freeze_updates` (only the CTC head learns). Time and
+channel masking augment the input. Validation decodes valid.jsonl greedily and scores WER/CER;
+RUN/best holds the lowest-WER checkpoint, with the vocabulary, ready for `transcribe`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from w2vcli import distributed
+from w2vcli.checkpoint import is_checkpoint, load_backbone
+from w2vcli.config import ModelConfig, TrainConfig
+from w2vcli.convert import load_any
+from w2vcli.data import make_loader
+from w2vcli.decoding import decode, to_text
+from w2vcli.errors import UsageError, W2VError
+from w2vcli.losses import ctc_loss
+from w2vcli.masking import compute_feature_mask, compute_mask_indices
+from w2vcli.model import Wav2Vec2ForCTC
+from w2vcli.pipelines._training import load_split, open_run, resolve_data, resume_config, setup
+from w2vcli.pipelines.pretrain import frame_lengths
+from w2vcli.rundir import RunDir
+from w2vcli.scoring import char_edits, total, word_edits
+from w2vcli.text import load_vocabulary
+from w2vcli.train import Trainer, TrainResult
+
+
+@dataclass
+class Labelled:
+    wav: torch.Tensor  # (B, N) zero-padded
+    lengths: torch.Tensor  # (B,)
+    labels: torch.Tensor  # (B, L)
+    label_lengths: torch.Tensor  # (B,)
+    time_mask: torch.Tensor | None  # (B, T)
+    feature_mask: torch.Tensor | None  # (B, D)
+    count: int  # utterances: the loss's unit (fairseq's sentence_avg)
+    seconds: float
+
+
+class FinetuneTask:
+    find_unused = True  # masked_spec_embed gets no gradient when no span is masked
+
+    def __init__(self, config: ModelConfig, cfg: TrainConfig) -> None:
+        self.config, self.cfg = config, cfg
+        self.frozen: bool | None = None
+
+    def parameters(self, model):
+        return [p for n, p in model.named_parameters() if not n.startswith("wav2vec2.feature_extractor.")]
+
+    def begin_update(self, model, update: int) -> bool:
+        frozen = update < self.cfg.freeze_updates
+        if frozen == self.frozen:
+            return False
+        model.wav2vec2.feature_extractor.requires_grad_(False)
+        for name, p in model.wav2vec2.named_parameters():
+            if not name.startswith("feature_extractor."):
+                p.requires_grad_(not frozen)
+        self.frozen = frozen
+        return True
+
+    def prepare(self, batch, generator: torch.Generator, device: torch.device) -> Labelled:
+        c = self.config
+        b, n = batch.waveforms.shape
+        t = int(frame_lengths(c, torch.tensor([n]))[0])
+        time_mask = feature_mask = None
+        if c.mask_time_prob > 0:
+            lengths = frame_lengths(c, batch.lengths)
+            time_mask = compute_mask_indices((b, t), c.mask_time_prob, c.mask_time_length, lengths,
+                                             c.mask_time_min_masks, generator).to(device)
+        if c.mask_feature_prob > 0:
+            feature_mask = compute_feature_mask((b, c.hidden_size), c.mask_feature_prob, c.mask_feature_length,
+                                                generator).to(device)
+        return Labelled(batch.waveforms.to(device), batch.lengths.to(device), batch.labels.to(device),
+                        batch.label_lengths.to(device), time_mask, feature_mask, b, batch.seconds)
+
+    def loss(self, model, p: Labelled):
+        logits, frames, _ = model(p.wav, p.lengths, p.time_mask, p.feature_mask)
+        loss = ctc_loss(logits, frames, p.labels, p.label_lengths, blank=self.config.pad_token_id)
+        stats = {"loss": loss.detach(), "utterances": torch.tensor(float(p.count)),
+                 "tokens": p.label_lengths.sum().float()}
+        return loss, stats
+
+    def summarize(self, sums: dict[str, float]) -> dict[str, float]:
+        return {"loss": sums["loss"] / max(sums["utterances"], 1.0),
+                "loss_per_token": sums["loss"] / max(sums["tokens"], 1.0), "frozen": float(bool(self.frozen))}
+
+    def check(self, metrics: dict, update: int) -> list[str]:
+        return []
+
+
+def make_validator(utts, vocab, cfg: TrainConfig, device: torch.device):
+    """A function model -> {"wer", "cer", "loss"} over `utts` (greedy decoding, whole set each call)."""
+    loader = make_loader(utts, cfg.batch_seconds, vocab=vocab, shuffle=False, max_batch_size=cfg.max_batch_size)
+    refs = {u.id: u.text for u in utts}
+
+    def validate(model) -> dict:
+        words, chars, loss = [], [], 0.0
+        for batch in loader:
+            batch = batch.to(device)
+            logits, frames, _ = model(batch.waveforms, batch.lengths)
+            loss += float(ctc_loss(logits, frames, batch.labels, batch.label_lengths, blank=vocab.blank_id))
+            for uid, hyp in zip(batch.ids, decode(logits.float(), frames, blank_id=vocab.blank_id)):
+                text = to_text(hyp, vocab)
+                words.append(word_edits(refs[uid], text))
+                chars.append(char_edits(refs[uid], text))
+        return {"wer": total(words).rate, "cer": total(chars).rate, "loss": loss / max(len(utts), 1)}
+
+    return validate
+
+
+def init_source(init: str) -> Path:
+    """`--init`: a run directory (its best, else latest checkpoint), a checkpoint, or a Hugging Face dir."""
+    path = Path(init)
+    if not path.is_dir():
+        raise UsageError(f"--init {init}: no such directory; give a run, a checkpoint, a Hugging Face model or none")
+    run = RunDir(path)
+    if is_checkpoint(run.best):
+        return run.best
+    if run.checkpoints.is_dir() or run.last_file.exists():
+        latest = run.latest()
+        if latest is None:
+            raise W2VError(f"--init {init}: the run has no complete checkpoint yet")
+        return latest
+    return path
+
+
+def finetune_config(config: ModelConfig, vocab, overrides: dict) -> ModelConfig:
+    """The initial model's architecture with a CTC head for `vocab`, a frozen CNN and the masking flags."""
+    return config.replace(vocab_size=len(vocab), pad_token_id=vocab.blank_id, feature_grad_mult=0.0, **overrides)
+
+
+def initial_model(init: str, model_config: ModelConfig, vocab, overrides: dict) -> tuple[Wav2Vec2ForCTC, str]:
+    if init == "none":
+        return Wav2Vec2ForCTC(finetune_config(model_config, vocab, overrides)), "none"
+    source = init_source(init)
+    ckpt = load_any(source)
+    model = Wav2Vec2ForCTC(finetune_config(ckpt.config, vocab, overrides))
+    same_vocab = ckpt.head == "ctc" and ckpt.vocab is not None and list(ckpt.vocab.tokens) == list(vocab.tokens)
+    if same_vocab:
+        model.load_state_dict(ckpt.model.state_dict())
+    else:
+        load_backbone(model, ckpt.model)
+    return model, str(source)
+
+
+def finetune(data: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig, init: str,
+             model_config: ModelConfig, overrides: dict | None = None, on_event=None) -> TrainResult:
+    """Fine-tune `init` ("none": `model_config` from scratch) with CTC on DATA's train.jsonl, validating
+    on its valid.jsonl; re-running resumes the run `out` unless cfg.fresh."""
+    dist, device = setup(cfg)
+    try:
+        run = open_run(out, cfg, dist)
+        data_dir = resolve_data(data, run, dist, unlabelled=False)
+        try:
+            vocab = load_vocabulary(data_dir)
+        except W2VError:
+            raise UsageError(f"{data_dir} has no vocabulary; run `w2v prep` with transcripts") from None
+        utts, skipped = load_split(data_dir, "train", 400 / 16000, require_text=True)
+        valid, _ = load_split(data_dir, "valid", 400 / 16000, require_text=True)
+        if not utts:
+            raise UsageError(f"{data_dir}/train.jsonl has no transcribed utterances to fine-tune on")
+        latest = None if cfg.fresh else run.latest()
+        if latest is None:
+            model, source = initial_model(init, model_config, vocab, overrides or {})
+        else:
+            config = resume_config(run, model_config, False)
+            model, source = Wav2Vec2ForCTC(config), str(latest)
+        config = model.config
+        loader = make_loader(utts, cfg.batch_seconds, vocab=vocab, max_batch_size=cfg.max_batch_size, seed=cfg.seed,
+                             rank=dist.rank, world_size=dist.world_size, num_workers=cfg.workers,
+                             pin_memory=device.type == "cuda")
+        validate = make_validator(valid, vocab, cfg, device) if valid and dist.main else None
+        trainer = Trainer(model, FinetuneTask(config, cfg), loader, cfg, run, device, dist, on_event,
+                          validate=validate, vocab=vocab, info={"task": "finetune", "init": init})
+        if latest is not None:
+            trainer.resume()
+        if dist.main:
+            run.write_settings({"command": "finetune", "data": str(data_dir), "init": source,
+                                "train": cfg.to_dict(), "model": config.to_dict(), "utterances": len(utts),
+                                "valid_utterances": len(valid), "skipped": skipped,
+                                "seconds": round(sum(u.duration for u in utts), 2),
+                                "world_size": dist.world_size, "device": str(device)})
+        return trainer.train()
+    finally:
+        distributed.shutdown(dist)
