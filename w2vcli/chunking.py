@@ -104,6 +104,16 @@ def stitch(pieces: list[tuple[np.ndarray, tuple[int, int]]]) -> np.ndarray:
     return np.concatenate(kept) if kept else np.zeros((0, 0), np.float32)
 
 
+def mean_std(blocks: Iterable[np.ndarray], eps: float = 1e-7) -> tuple[float, float]:
+    """Mean and sqrt(variance + eps) of a whole stream, as `normalize_waveform` computes them per input."""
+    n, total, squares = 0, 0.0, 0.0
+    for b in blocks:
+        b = b.astype(np.float64)
+        n, total, squares = n + len(b), total + float(b.sum()), squares + float(np.dot(b, b))
+    mean = total / max(n, 1)
+    return mean, float(np.sqrt(max(squares / max(n, 1) - mean * mean, 0.0) + eps))
+
+
 def read_blocks(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> Iterator[np.ndarray]:
     """Mono float32 blocks at `sample_rate`, decoded and resampled a few seconds at a time. Raises BadAudio."""
     with _open(path) as f:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,7 @@ class LoadedModel:
     config: object  # ModelConfig
     vocab: object  # Vocabulary or SentencePieceVocabulary
     path: Path
+    normalize: bool = False  # inputs must be normalised by the caller (the model's own step is off)
 
 
 def _is_model_dir(path: Path) -> bool:
@@ -121,5 +123,11 @@ def load_model(spec: str | None, device: str = "cpu", int8: bool = False) -> Loa
     if int8:
         if device != "cpu":
             raise W2VError("--int8 runs on the CPU only; add --device cpu or drop --int8")
-        model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-    return LoadedModel(model.to(device), ckpt.config, vocab, path)
+        with warnings.catch_warnings():  # torch announces a move to torchao; the API works as documented
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    normalize = ckpt.config.do_normalize
+    if normalize:  # chunks of a long file must share the whole file's statistics: the caller normalises
+        model.wav2vec2.config = ckpt.config.replace(do_normalize=False)
+    return LoadedModel(model.to(device), ckpt.config, vocab, path, normalize)

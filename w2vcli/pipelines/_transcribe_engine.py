@@ -14,10 +14,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+import soundfile as sf
 import torch
 
-from w2vcli.chunking import Chunk, ChunkPlan, iter_chunks, read_blocks
+from w2vcli.audio import SAMPLE_RATE, probe_audio
+from w2vcli.chunking import Chunk, ChunkPlan, iter_chunks, mean_std, read_blocks
 from w2vcli.errors import W2VError
+from w2vcli.model.wav2vec2 import normalize_waveform
 
 PREFETCH_CHUNKS = 8
 _DONE = object()
@@ -30,6 +33,7 @@ class Event:
     chunk: Chunk | None = None
     samples: int = 0  # "end": the file's length at 16 kHz
     message: str = ""  # "error": one line for the user
+    stats: tuple[float, float] | None = None  # "chunk": the file's (mean, std) when it needs normalising
 
 
 def _counted(blocks, counter: list[int]):
@@ -38,14 +42,21 @@ def _counted(blocks, counter: list[int]):
         yield b
 
 
-def _read_file(path, plan: ChunkPlan, index: int) -> Iterator[Event]:
+def _read_file(path, plan: ChunkPlan, index: int, normalize: bool) -> Iterator[Event]:
+    """Events for one file. A file longer than one chunk that the model wants normalised is read twice:
+    first for its mean and deviation, so every chunk is scaled like the unchunked file would be."""
     counter = [0]
     try:
+        stats = None
+        if normalize and plan.chunk_frames > 0:
+            info = probe_audio(path)
+            if info.frames * SAMPLE_RATE / max(info.sample_rate, 1) > plan.end_sample(plan.chunk_frames):
+                stats = mean_std(read_blocks(path))
         for chunk in iter_chunks(_counted(read_blocks(path), counter), plan):
             if len(chunk.wav) < plan.field:
                 raise W2VError(f"{path}: too short to transcribe ({len(chunk.wav)} samples at 16 kHz)")
-            yield Event("chunk", index, chunk)
-    except (W2VError, OSError, MemoryError) as e:
+            yield Event("chunk", index, chunk, stats=stats)
+    except (W2VError, OSError, MemoryError, sf.LibsndfileError, RuntimeError) as e:
         yield Event("error", index, message=str(e) or type(e).__name__)
         return
     yield Event("end", index, samples=counter[0])
@@ -54,10 +65,10 @@ def _read_file(path, plan: ChunkPlan, index: int) -> Iterator[Event]:
 class Prefetcher:
     """Runs `_read_file` over all paths in a daemon thread; iterate it for events in file order."""
 
-    def __init__(self, paths: list, plan: ChunkPlan, depth: int = PREFETCH_CHUNKS):
+    def __init__(self, paths: list, plan: ChunkPlan, normalize: bool, depth: int = PREFETCH_CHUNKS):
         self.queue: queue.Queue = queue.Queue(maxsize=max(1, depth))
         self.stop = threading.Event()
-        self.thread = threading.Thread(target=self._run, args=(paths, plan), daemon=True)
+        self.thread = threading.Thread(target=self._run, args=(paths, plan, normalize), daemon=True)
         self.thread.start()
 
     def _put(self, item) -> bool:
@@ -69,10 +80,10 @@ class Prefetcher:
                 continue
         return False
 
-    def _run(self, paths, plan) -> None:
+    def _run(self, paths, plan, normalize) -> None:
         try:
             for i, path in enumerate(paths):
-                for event in _read_file(path, plan, i):
+                for event in _read_file(path, plan, i, normalize):
                     if not self._put(event):
                         return
         finally:
@@ -93,11 +104,21 @@ class Prefetcher:
         self.thread.join(timeout=5)
 
 
-def forward(model, wavs: list[np.ndarray], device: str, padded: bool) -> list[np.ndarray]:
+def _prepared(wav: np.ndarray, normalize: bool, stats) -> torch.Tensor:
+    """The model's input for one chunk: normalised by the file's statistics, else by its own."""
+    x = torch.from_numpy(np.ascontiguousarray(wav))  # (N,)
+    if not normalize:
+        return x
+    if stats is not None:
+        return (x - stats[0]) / stats[1]
+    return normalize_waveform(x[None], torch.tensor([len(x)]))[0]
+
+
+def forward(model, wavs: list[torch.Tensor], device: str, padded: bool) -> list[np.ndarray]:
     """Logits (T_i, V) for each waveform; several at once only when `padded` is allowed."""
     with torch.inference_mode():
         if len(wavs) == 1:
-            x = torch.from_numpy(np.ascontiguousarray(wavs[0]))[None].to(device)  # (1, N)
+            x = wavs[0][None].to(device)  # (1, N)
             logits, _, _ = model(x)
             return [logits[0].float().cpu().numpy()]
         if not padded:
@@ -105,13 +126,13 @@ def forward(model, wavs: list[np.ndarray], device: str, padded: bool) -> list[np
         lengths = torch.tensor([len(w) for w in wavs])
         x = torch.zeros(len(wavs), int(lengths.max()))  # (B, N)
         for i, w in enumerate(wavs):
-            x[i, : len(w)] = torch.from_numpy(w)
+            x[i, : len(w)] = w
         logits, frames, _ = model(x.to(device), lengths.to(device))  # (B, T, V), (B,)
         logits = logits.float().cpu().numpy()
         return [lg[: int(n)] for lg, n in zip(logits, frames.cpu(), strict=True)]
 
 
-def batches(chunks: list[tuple[int, Chunk]], batch_samples: int) -> list[list[tuple[int, Chunk]]]:
+def batches(chunks: list[tuple], batch_samples: int) -> list[list[tuple]]:
     """Sort by length and cut so a batch's padded size (longest x count) stays within batch_samples."""
     out: list[list] = []
     for item in sorted(chunks, key=lambda c: len(c[1].wav)):
@@ -124,12 +145,12 @@ def batches(chunks: list[tuple[int, Chunk]], batch_samples: int) -> list[list[tu
 
 
 def run_events(events: Iterator[Event], model, device: str, batch_samples: int, padded: bool,
-               more_ready) -> Iterator[tuple[Event, list[tuple[np.ndarray, tuple[int, int]]], float]]:
+               more_ready, normalize: bool = False) -> Iterator[tuple[Event, list[tuple[np.ndarray, tuple[int, int]]], float]]:
     """Forward every chunk; yield each "end"/"error" event with that file's (logits, keep) pieces and
     the seconds spent on its forward passes. Batching collects up to batch_samples of chunks first."""
     pieces: dict[int, list] = {}
     spent: dict[int, float] = {}
-    pending: list[tuple[int, Chunk]] = []
+    pending: list[tuple[int, Chunk, tuple | None]] = []
     held: list[Event] = []
     pending_samples = 0
 
@@ -137,9 +158,9 @@ def run_events(events: Iterator[Event], model, device: str, batch_samples: int, 
         groups = batches(pending, batch_samples) if batch_samples > 0 and padded else [[c] for c in pending]
         for group in groups:
             t0 = time.perf_counter()
-            outs = forward(model, [c.wav for _, c in group], device, padded)
+            outs = forward(model, [_prepared(c.wav, normalize, st) for _, c, st in group], device, padded)
             share = (time.perf_counter() - t0) / len(group)
-            for (i, c), lg in zip(group, outs, strict=True):
+            for (i, c, _), lg in zip(group, outs, strict=True):
                 pieces.setdefault(i, []).append((c.start_frame, lg, c.keep))
                 spent[i] = spent.get(i, 0.0) + share
         pending.clear()
@@ -149,7 +170,7 @@ def run_events(events: Iterator[Event], model, device: str, batch_samples: int, 
 
     for ev in events:
         if ev.kind == "chunk":
-            pending.append((ev.index, ev.chunk))
+            pending.append((ev.index, ev.chunk, ev.stats))
             pending_samples += len(ev.chunk.wav)
         else:
             held.append(ev)

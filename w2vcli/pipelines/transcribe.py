@@ -97,10 +97,12 @@ def transcribe(
     batch_samples = int(batch_seconds * 16000)
     frame_seconds = config.frame_stride / 16000
 
-    prefetch = Prefetcher([it.path for it in items], plan)
+    normalize = getattr(loaded, "normalize", False)
+    prefetch = Prefetcher([it.path for it in items], plan, normalize)
     events = _progress(prefetch, on_progress, plan.frame)
     try:
-        for ev, pieces, spent in run_events(events, model, device, batch_samples, padded, prefetch.pending):
+        for ev, pieces, spent in run_events(events, model, device, batch_samples, padded, prefetch.pending,
+                                             normalize):
             item = items[ev.index]
             result = {"audio": item.audio} | ({"id": item.id} if item.id is not None else {}) | {"_index": ev.index}
             if ev.kind == "error":
