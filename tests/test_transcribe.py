@@ -179,3 +179,15 @@ def test_expand_dirs_manifests_stdin_and_name_collisions(tmp_path, monkeypatch):
     assert rels == ["corpus/a/x", "corpus/a/x.wav", "corpus/b/x", "other/y", "z"]  # x.flac came first
     assert items[3].id == "utt1"  # from the manifest; stdin's other/y.wav is the same file, kept once
     assert len(set(rels)) == len(rels)
+
+
+def test_beam_and_word_lm_flags_change_the_search(hf_dir, tmp_path):
+    d, _ = hf_dir
+    path = write(tmp_path / "x.wav", babble(3.0, 4))
+    greedy = run([path], d)[0]["text"]
+    beam = run([path], d, beam=8, timestamps="word")[0]
+    assert beam["text"] and all(a["end"] <= b["start"] for a, b in zip(beam["words"], beam["words"][1:]))
+    arpa = tmp_path / "lm.arpa"
+    arpa.write_text("\\data\\\nngram 1=3\n\n\\1-grams:\n-1.0 <unk>\n-99 <s>\n-1.0 </s>\n\n\\end\\\n")
+    penalised = run([path], d, beam=8, lm=str(arpa), lm_weight=1.0, word_score=-30.0)[0]["text"]
+    assert len(penalised.split()) < len(greedy.split())  # a per-word cost merges words

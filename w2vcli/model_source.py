@@ -7,7 +7,6 @@ directories, a Hugging Face wav2vec 2.0 CTC directory (converted on the fly), or
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import warnings
@@ -45,23 +44,13 @@ def _is_model_dir(path: Path) -> bool:
 
 
 def run_checkpoint(run: Path) -> Path | None:
-    """The checkpoint a fine-tuning run directory stands for: `best/`, else what `last` points to,
-    else the newest directory under `checkpoints/`. None when `run` is not a run directory."""
+    """The checkpoint a training run directory stands for (layout in `w2vcli.rundir`): `best/`, else
+    the checkpoint `last` names, else the newest complete one. None when `run` holds none."""
     if _is_model_dir(run / "best"):
         return run / "best"
-    last = run / "last"
-    if last.is_file():
-        try:
-            pointer = json.loads(last.read_text())
-            target = pointer if isinstance(pointer, str) else pointer.get("path") or pointer.get("checkpoint")
-        except (OSError, ValueError, AttributeError):
-            target = None
-        if target and _is_model_dir(run / target):
-            return run / target
-    elif last.is_dir() and _is_model_dir(last):
-        return last
-    ckpts = [p for p in (run / "checkpoints").glob("*") if p.is_dir() and _is_model_dir(p)]
-    return max(ckpts, key=lambda p: p.stat().st_mtime) if ckpts else None
+    from w2vcli.rundir import RunDir
+
+    return RunDir(run).latest()
 
 
 def _from_hub(repo_id: str) -> Path:

@@ -108,12 +108,16 @@ def _emit(result: dict, items, output_dir, formats) -> None:
         if "error" not in result:
             write_outputs(result, items[result["_index"]], output_dir, formats)
         return
-    if formats:
-        for fmt in formats:
-            sys.stdout.write(render(result, fmt))
-    else:
-        sys.stdout.write(json.dumps(public(result), ensure_ascii=False) + "\n")
-    sys.stdout.flush()  # one line per file as soon as it is done, so `| jq` streams
+    try:
+        if formats:
+            for fmt in formats:
+                sys.stdout.write(render(result, fmt))
+        else:
+            sys.stdout.write(json.dumps(public(result), ensure_ascii=False) + "\n")
+        sys.stdout.flush()  # one line per file as soon as it is done, so `| jq` streams
+    except BrokenPipeError:  # `| head` has read enough: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(141) from None
 
 
 def _run(start_pipeline, items, output_dir, formats) -> int:
