@@ -20,7 +20,9 @@ def blocks_of(wav: np.ndarray, sizes):
 def frame_features(wav: np.ndarray, plan: ChunkPlan) -> np.ndarray:
     """A stand-in for the model: one value per frame that depends only on the frame's 400 samples."""
     t = plan.output_frames(len(wav))
-    return np.array([[wav[f * 320 : f * 320 + 400].sum(), f] for f in range(t)], np.float64).reshape(-1, 2)  # (T, 2)
+    return np.array([[wav[f * 320 : f * 320 + 400].sum(), f] for f in range(t)], np.float64).reshape(
+        -1, 2
+    )  # (T, 2)
 
 
 @pytest.mark.parametrize("n", [399, 400, 720, 16000, 16000 * 7 + 123, 16000 * 21, 16000 * 33 + 5])

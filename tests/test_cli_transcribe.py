@@ -34,8 +34,15 @@ def clips(tmp_path_factory):
 
 def w2v(*args, cwd=None, stdin=None, env=None):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "w2vcli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, input=stdin, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "w2vcli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        input=stdin,
+        env=env,
+        timeout=120,
+    )
 
 
 def test_model_sources_resolve(hf_dir, tmp_path, monkeypatch):
@@ -56,7 +63,7 @@ def test_model_sources_resolve(hf_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("W2V_MODEL", str(ours))
     assert resolve_model(None) == ours
     with pytest.raises(W2VError, match="neither a checkpoint"):
-        resolve_model(str(tmp_path / "run" / "checkpoints" / ".."/ ".."))
+        resolve_model(str(tmp_path / "run" / "checkpoints" / ".." / ".."))
     with pytest.raises(W2VError, match="model not found"):
         resolve_model(str(tmp_path / "nope"))
     loaded = load_model(str(run))
@@ -108,11 +115,27 @@ def test_json_lines_on_stdout_and_exit_code(hf_dir, clips, tmp_path):
 def test_output_dir_mirrors_paths_and_skip_existing(hf_dir, clips, tmp_path):
     out = tmp_path / "out"
     paths = "\n".join(str(p) for p in sorted(clips.rglob("*.wav"))) + "\n"
-    r = w2v("transcribe", "-", "-m", hf_dir, "-o", out, "-f", "txt", "-f", "srt", "-f", "json", cwd=clips,
-            stdin=paths)
+    r = w2v(
+        "transcribe",
+        "-",
+        "-m",
+        hf_dir,
+        "-o",
+        out,
+        "-f",
+        "txt",
+        "-f",
+        "srt",
+        "-f",
+        "json",
+        cwd=clips,
+        stdin=paths,
+    )
     assert r.returncode == 0, r.stderr
     got = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    assert got == [f"{d}/{n}.{f}" for d, n in [("a", "x"), ("b", "x"), ("b", "y")] for f in ("json", "srt", "txt")]
+    assert got == [
+        f"{d}/{n}.{f}" for d, n in [("a", "x"), ("b", "x"), ("b", "y")] for f in ("json", "srt", "txt")
+    ]
     text = (out / "b/x.txt").read_text().strip()
     assert text == json.loads((out / "b/x.json").read_text())["text"]
     assert "-->" in (out / "b/x.srt").read_text()

@@ -23,7 +23,9 @@ def test_cues_break_on_pauses_length_and_characters():
 
 def test_srt_and_vtt():
     srt = render(RESULT, "srt")
-    assert srt.startswith("1\n00:00:00,100 --> 00:00:00,900\nhello world\n\n2\n00:00:03,000 --> 00:00:03,400\nagain\n")
+    assert srt.startswith(
+        "1\n00:00:00,100 --> 00:00:00,900\nhello world\n\n2\n00:00:03,000 --> 00:00:03,400\nagain\n"
+    )
     vtt = render(RESULT, "vtt")
     assert vtt.startswith("WEBVTT\n\n00:00:00.100 --> 00:00:00.900\nhello world\n")
     no_words = {"audio": "a.wav", "text": "hi", "duration": 3661.5}
@@ -33,7 +35,10 @@ def test_srt_and_vtt():
 
 def test_tsv_txt_json():
     assert render(RESULT, "tsv").splitlines() == [
-        "start\tend\ttext", "0.100\t0.500\thello", "0.520\t0.900\tworld", "3.000\t3.400\tagain"
+        "start\tend\ttext",
+        "0.100\t0.500\thello",
+        "0.520\t0.900\tworld",
+        "3.000\t3.400\tagain",
     ]
     assert render({"text": "hi", "duration": 2.0}, "tsv").splitlines()[1] == "0.000\t2.000\thi"
     assert render(RESULT, "txt") == "hello world again\n"

@@ -17,8 +17,14 @@ transformers = pytest.importorskip("transformers")
 CHARS = list("etaoinshrdlucmwy'")
 VOCAB = {t: i for i, t in enumerate(["<pad>", "<s>", "</s>", "<unk>", "|", *CHARS])}
 TINY = dict(
-    hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, conv_dim=(32,) * 7,
-    num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, vocab_size=len(VOCAB),
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=128,
+    conv_dim=(32,) * 7,
+    num_conv_pos_embeddings=16,
+    num_conv_pos_embedding_groups=4,
+    vocab_size=len(VOCAB),
 )
 
 
@@ -40,7 +46,9 @@ def make_hf_model(directory, norm: str = "layer", seed: int = 0):
     model.save_pretrained(directory)
     (directory / "vocab.json").write_text(json.dumps(VOCAB))
     transformers.Wav2Vec2CTCTokenizer(str(directory / "vocab.json")).save_pretrained(directory)
-    transformers.Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=layer).save_pretrained(directory)
+    transformers.Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=layer).save_pretrained(
+        directory
+    )
     return model
 
 
@@ -94,7 +102,9 @@ def test_greedy_equals_transformers_argmax_and_tokenizer(hf_dir, tmp_path):
 
 def test_layer_norm_batches_equal_one_by_one(hf_dir, tmp_path):
     d, _ = hf_dir
-    paths = [write(tmp_path / f"b{i}.wav", babble(s, 10 + i)) for i, s in enumerate([0.6, 1.9, 1.2, 3.1, 0.9])]
+    paths = [
+        write(tmp_path / f"b{i}.wav", babble(s, 10 + i)) for i, s in enumerate([0.6, 1.9, 1.2, 3.1, 0.9])
+    ]
     single = run(paths, d, batch_seconds=0)
     batched = run(paths, d, batch_seconds=60)
     assert sorted(r["text"] for r in batched) == sorted(r["text"] for r in single)
@@ -134,8 +144,13 @@ def test_errors_are_reported_and_skipped(hf_dir, tmp_path):
     assert "not an audio file" in by["notes.wav"]["error"]
     assert "No such file" in by["missing.wav"]["error"]
     assert "too short" in by["tiny.wav"]["error"]
-    assert [os.path.basename(r["audio"]) for r in results] == ["empty.wav", "good.wav", "notes.wav",
-                                                               "missing.wav", "tiny.wav"]
+    assert [os.path.basename(r["audio"]) for r in results] == [
+        "empty.wav",
+        "good.wav",
+        "notes.wav",
+        "missing.wav",
+        "tiny.wav",
+    ]
 
 
 def test_resampling_stereo_and_char_timestamps(hf_dir, tmp_path):

@@ -38,8 +38,12 @@ class ChunkPlan:
     def from_seconds(cls, chunk_seconds: float, stride_seconds: float, config=None) -> ChunkPlan:
         extra = {}
         if config is not None:
-            extra = dict(frame=config.frame_stride, field=config.receptive_field,
-                         kernels=tuple(config.conv_kernel), strides=tuple(config.conv_stride))
+            extra = dict(
+                frame=config.frame_stride,
+                field=config.receptive_field,
+                kernels=tuple(config.conv_kernel),
+                strides=tuple(config.conv_stride),
+            )
         frame = extra.get("frame", 320)
         chunk = round(chunk_seconds * SAMPLE_RATE / frame) if chunk_seconds > 0 else 0
         stride = round(stride_seconds * SAMPLE_RATE / frame)
@@ -118,7 +122,11 @@ def read_blocks(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> Iter
     """Mono float32 blocks at `sample_rate`, decoded and resampled a few seconds at a time. Raises BadAudio."""
     with _open(path) as f:
         sr = f.samplerate
-        stream = soxr.ResampleStream(sr, sample_rate, 1, dtype="float32", quality="HQ") if sr != sample_rate else None
+        stream = (
+            soxr.ResampleStream(sr, sample_rate, 1, dtype="float32", quality="HQ")
+            if sr != sample_rate
+            else None
+        )
         frames = max(1, int(BLOCK_SECONDS * sr))
         read = 0
         try:

@@ -24,15 +24,19 @@ def words_of(result: dict) -> list[dict]:
     return result.get("words") or result.get("_words") or []
 
 
-def cues(words: list[dict], max_seconds: float = CUE_SECONDS, max_chars: int = CUE_CHARS,
-         max_gap: float = CUE_GAP) -> list[tuple[float, float, str]]:
+def cues(
+    words: list[dict], max_seconds: float = CUE_SECONDS, max_chars: int = CUE_CHARS, max_gap: float = CUE_GAP
+) -> list[tuple[float, float, str]]:
     """Group timed words into subtitle cues (start, end, text)."""
     out: list[list] = []
     for w in words:
         if out:
             start, end, text = out[-1]
-            if (w["end"] - start <= max_seconds and len(text) + 1 + len(w["word"]) <= max_chars
-                    and w["start"] - end <= max_gap):
+            if (
+                w["end"] - start <= max_seconds
+                and len(text) + 1 + len(w["word"]) <= max_chars
+                and w["start"] - end <= max_gap
+            ):
                 out[-1][1:] = [w["end"], f"{text} {w['word']}"]
                 continue
         out.append([w["start"], w["end"], w["word"]])

@@ -18,9 +18,17 @@ from w2vcli.errors import W2VError
 ENV_VAR = "W2V_MODEL"
 DEFAULT_HUB_MODEL = "facebook/wav2vec2-base-960h"
 _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
-_HUB_FILES = ["config.json", "preprocessor_config.json", "vocab.json", "tokenizer_config.json",
-              "special_tokens_map.json", "model.safetensors", "model.safetensors.index.json",
-              "model-*.safetensors", "spm.model"]
+_HUB_FILES = [
+    "config.json",
+    "preprocessor_config.json",
+    "vocab.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "model-*.safetensors",
+    "spm.model",
+]
 NO_MODEL = (
     "no model: pass --model (a fine-tuning run, checkpoint or Hugging Face directory), set W2V_MODEL, "
     f"or `pip install huggingface_hub` with network access to download {DEFAULT_HUB_MODEL}"
@@ -57,12 +65,16 @@ def _from_hub(repo_id: str) -> Path:
     try:
         from huggingface_hub import snapshot_download
     except ImportError:
-        raise W2VError(f"{repo_id} is not a local directory and huggingface_hub is not installed; {NO_MODEL}") from None
+        raise W2VError(
+            f"{repo_id} is not a local directory and huggingface_hub is not installed; {NO_MODEL}"
+        ) from None
     try:
         return Path(snapshot_download(repo_id, allow_patterns=_HUB_FILES))
     except Exception as e:  # offline, unknown repo, auth: all end the same way for the user
         reason = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise W2VError(f"cannot get {repo_id} from the Hugging Face hub ({reason[:160]}); {NO_MODEL}") from None
+        raise W2VError(
+            f"cannot get {repo_id} from the Hugging Face hub ({reason[:160]}); {NO_MODEL}"
+        ) from None
 
 
 def resolve_model(spec: str | None) -> Path:

@@ -19,49 +19,77 @@ LM_BEAM = 32  # --lm without --beam: a beam of one would give the LM nothing to 
 def transcribe(
     audio: Annotated[
         list[str],
-        typer.Argument(help="Audio files, folders (searched recursively), prep manifests (.jsonl), or - for paths on stdin."),
+        typer.Argument(
+            help="Audio files, folders (searched recursively), prep manifests (.jsonl), or - for paths on stdin."
+        ),
     ],
     model: Annotated[
         str | None,
-        typer.Option("--model", "-m", help="Fine-tuning run, checkpoint or Hugging Face directory, or hub id. "
-                     "Default: $W2V_MODEL, else facebook/wav2vec2-base-960h from the hub."),
+        typer.Option(
+            "--model",
+            "-m",
+            help="Fine-tuning run, checkpoint or Hugging Face directory, or hub id. "
+            "Default: $W2V_MODEL, else facebook/wav2vec2-base-960h from the hub.",
+        ),
     ] = None,
     output_dir: Annotated[
         Path | None,
-        typer.Option("--output-dir", "-o", help="Write one file per input and format here, mirroring input paths."),
+        typer.Option(
+            "--output-dir", "-o", help="Write one file per input and format here, mirroring input paths."
+        ),
     ] = None,
     formats: Annotated[
         list[str] | None,
-        typer.Option("--format", "-f", help="txt, json, jsonl, tsv, srt or vtt; repeat for several. "
-                     "Default: jsonl lines on stdout, txt files with --output-dir."),
+        typer.Option(
+            "--format",
+            "-f",
+            help="txt, json, jsonl, tsv, srt or vtt; repeat for several. "
+            "Default: jsonl lines on stdout, txt files with --output-dir.",
+        ),
     ] = None,
     skip_existing: Annotated[
-        bool, typer.Option("--skip-existing", help="Skip inputs whose output files all exist (resume a big job).")
+        bool,
+        typer.Option("--skip-existing", help="Skip inputs whose output files all exist (resume a big job)."),
     ] = False,
     timestamps: Annotated[
-        str | None, typer.Option("--timestamps", help="word or char: add start/end times (seconds) to results.")
+        str | None,
+        typer.Option("--timestamps", help="word or char: add start/end times (seconds) to results."),
     ] = None,
     chunk_seconds: Annotated[
-        float, typer.Option("--chunk-seconds", min=0, help="Cut longer audio into chunks this long (0: never).")
+        float,
+        typer.Option("--chunk-seconds", min=0, help="Cut longer audio into chunks this long (0: never)."),
     ] = 30.0,
     stride_seconds: Annotated[
-        float, typer.Option("--stride-seconds", min=0, help="Context on each side of a chunk border, dropped after.")
+        float,
+        typer.Option(
+            "--stride-seconds", min=0, help="Context on each side of a chunk border, dropped after."
+        ),
     ] = 5.0,
     batch_seconds: Annotated[
         float | None,
-        typer.Option("--batch-seconds", min=0, help="Padded audio per batch; 0: one input at a time. "
-                     "Default: 0 on CPU, 240 on CUDA. Group-norm models always run one at a time."),
+        typer.Option(
+            "--batch-seconds",
+            min=0,
+            help="Padded audio per batch; 0: one input at a time. "
+            "Default: 0 on CPU, 240 on CUDA. Group-norm models always run one at a time.",
+        ),
     ] = None,
     beam: Annotated[
-        int | None, typer.Option("--beam", min=1, help=f"Prefix beam search width (default 1 = greedy, {LM_BEAM} with --lm).")
+        int | None,
+        typer.Option(
+            "--beam", min=1, help=f"Prefix beam search width (default 1 = greedy, {LM_BEAM} with --lm)."
+        ),
     ] = None,
     lm: Annotated[
         Path | None, typer.Option("--lm", help="Word n-gram LM: ARPA (.arpa, .arpa.gz) or KenLM binary.")
     ] = None,
     lm_weight: Annotated[float, typer.Option("--lm-weight", help="Weight of the LM log-probability.")] = 0.5,
-    word_score: Annotated[float, typer.Option("--word-score", help="Bonus per word (counters short outputs).")] = 0.0,
+    word_score: Annotated[
+        float, typer.Option("--word-score", help="Bonus per word (counters short outputs).")
+    ] = 0.0,
     int8: Annotated[
-        bool, typer.Option("--int8", help="Dynamic int8 quantization of the linear layers (CPU only, faster).")
+        bool,
+        typer.Option("--int8", help="Dynamic int8 quantization of the linear layers (CPU only, faster)."),
     ] = False,
     device: Device = "auto",
 ) -> None:
@@ -78,7 +106,9 @@ def transcribe(
     if skip_existing and output_dir is None:
         raise UsageError("--skip-existing needs --output-dir")
     if "-" in audio and sys.stdin.isatty():
-        raise UsageError("- reads paths from stdin, but stdin is a terminal; pipe paths in (find . -name '*.flac' | ...)")
+        raise UsageError(
+            "- reads paths from stdin, but stdin is a terminal; pipe paths in (find . -name '*.flac' | ...)"
+        )
 
     from w2vcli.model_source import load_model
     from w2vcli.pipelines.transcribe import TranscribeOptions, expand, output_paths, pick_device
@@ -90,9 +120,14 @@ def transcribe(
         items = [it for it in items if not all(p.exists() for p in output_paths(it, output_dir, formats))]
     dev = pick_device(device)
     options = TranscribeOptions(
-        chunk_seconds=chunk_seconds, stride_seconds=stride_seconds, batch_seconds=batch_seconds,
-        timestamps=timestamps, beam=beam if beam is not None else (LM_BEAM if lm else 1),
-        lm=str(lm) if lm else None, lm_weight=lm_weight, word_score=word_score,
+        chunk_seconds=chunk_seconds,
+        stride_seconds=stride_seconds,
+        batch_seconds=batch_seconds,
+        timestamps=timestamps,
+        beam=beam if beam is not None else (LM_BEAM if lm else 1),
+        lm=str(lm) if lm else None,
+        lm_weight=lm_weight,
+        word_score=word_score,
     )
     loaded = load_model(model, device=dev, int8=int8)
     failed = _run(lambda on_progress: run(items, loaded, options, on_progress), items, output_dir, formats)
@@ -145,6 +180,9 @@ def _run(start_pipeline, items, output_dir, formats) -> int:
             bar.update(task, advance=1)
     wall = time.monotonic() - start
     rtf = f", RTF {wall / audio_seconds:.3f}" if audio_seconds else ""
-    err.print(f"{len(items) - failed} transcribed, {failed} failed: {audio_seconds / 60:.1f} min of audio "
-              f"in {wall:.1f} s{rtf}", markup=False)
+    err.print(
+        f"{len(items) - failed} transcribed, {failed} failed: {audio_seconds / 60:.1f} min of audio "
+        f"in {wall:.1f} s{rtf}",
+        markup=False,
+    )
     return failed

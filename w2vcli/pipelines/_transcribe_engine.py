@@ -144,8 +144,15 @@ def batches(chunks: list[tuple], batch_samples: int) -> list[list[tuple]]:
     return out
 
 
-def run_events(events: Iterator[Event], model, device: str, batch_samples: int, padded: bool,
-               more_ready, normalize: bool = False) -> Iterator[tuple[Event, list[tuple[np.ndarray, tuple[int, int]]], float]]:
+def run_events(
+    events: Iterator[Event],
+    model,
+    device: str,
+    batch_samples: int,
+    padded: bool,
+    more_ready,
+    normalize: bool = False,
+) -> Iterator[tuple[Event, list[tuple[np.ndarray, tuple[int, int]]], float]]:
     """Forward every chunk; yield each "end"/"error" event with that file's (logits, keep) pieces and
     the seconds spent on its forward passes. Batching collects up to batch_samples of chunks first."""
     pieces: dict[int, list] = {}
@@ -174,7 +181,9 @@ def run_events(events: Iterator[Event], model, device: str, batch_samples: int, 
             pending_samples += len(ev.chunk.wav)
         else:
             held.append(ev)
-        if pending and (batch_samples <= 0 or not padded or pending_samples >= batch_samples or not more_ready()):
+        if pending and (
+            batch_samples <= 0 or not padded or pending_samples >= batch_samples or not more_ready()
+        ):
             flush()
             pending_samples = 0
         if not pending:

@@ -41,7 +41,12 @@ def expand(args: list[str], stdin_lines=(), skip_dir: str | os.PathLike | None =
         if p.is_dir():
             root = p.resolve()
             found += [
-                (f, shown(p / f.relative_to(root)), PurePosixPath(root.name) / f.relative_to(root).as_posix(), None)
+                (
+                    f,
+                    shown(p / f.relative_to(root)),
+                    PurePosixPath(root.name) / f.relative_to(root).as_posix(),
+                    None,
+                )
                 for f in _walk(root, skip)
                 if f.suffix.lower() in AUDIO_SUFFIXES
             ]

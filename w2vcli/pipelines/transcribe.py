@@ -25,7 +25,15 @@ from w2vcli.formats import render
 from w2vcli.pipelines._transcribe_engine import Prefetcher, run_events
 from w2vcli.pipelines._transcribe_inputs import Item, expand
 
-__all__ = ["TranscribeOptions", "transcribe", "expand", "Item", "output_paths", "write_outputs", "pick_device"]
+__all__ = [
+    "TranscribeOptions",
+    "transcribe",
+    "expand",
+    "Item",
+    "output_paths",
+    "write_outputs",
+    "pick_device",
+]
 
 CUDA_BATCH_SECONDS = 240.0  # padded audio per batch on a GPU; on the CPU one at a time was faster
 
@@ -65,7 +73,9 @@ def _beam_options(options: TranscribeOptions) -> BeamOptions:
         from w2vcli.lm import load_lm
 
         lm = load_lm(options.lm)
-    return BeamOptions(beam=max(1, options.beam), lm=lm, lm_weight=options.lm_weight, word_score=options.word_score)
+    return BeamOptions(
+        beam=max(1, options.beam), lm=lm, lm_weight=options.lm_weight, word_score=options.word_score
+    )
 
 
 def _device_of(model) -> str:
@@ -76,7 +86,9 @@ def _device_of(model) -> str:
 
 
 def transcribe(
-    items: list[Item], loaded, options: TranscribeOptions | None = None,
+    items: list[Item],
+    loaded,
+    options: TranscribeOptions | None = None,
     on_progress: Callable[[float], None] | None = None,
 ) -> Iterator[dict]:
     """Yield one result dict per input (in input order for one-at-a-time runs): `audio`, (`id`),
@@ -101,10 +113,15 @@ def transcribe(
     prefetch = Prefetcher([it.path for it in items], plan, normalize)
     events = _progress(prefetch, on_progress, plan.frame)
     try:
-        for ev, pieces, spent in run_events(events, model, device, batch_samples, padded, prefetch.pending,
-                                             normalize):
+        for ev, pieces, spent in run_events(
+            events, model, device, batch_samples, padded, prefetch.pending, normalize
+        ):
             item = items[ev.index]
-            result = {"audio": item.audio} | ({"id": item.id} if item.id is not None else {}) | {"_index": ev.index}
+            result = (
+                {"audio": item.audio}
+                | ({"id": item.id} if item.id is not None else {})
+                | {"_index": ev.index}
+            )
             if ev.kind == "error":
                 yield result | {"text": None, "error": ev.message}
                 continue
@@ -112,8 +129,12 @@ def transcribe(
             hyp = decode(stitch(pieces), options=beam, blank_id=vocab.blank_id, vocab=vocab)
             duration = ev.samples / 16000
             elapsed = spent + time.perf_counter() - t0
-            result |= {"text": to_text(hyp, vocab), "duration": round(duration, 3),
-                       "elapsed": round(elapsed, 3), "rtf": round(elapsed / duration, 4) if duration else None}
+            result |= {
+                "text": to_text(hyp, vocab),
+                "duration": round(duration, 3),
+                "elapsed": round(elapsed, 3),
+                "rtf": round(elapsed / duration, 4) if duration else None,
+            }
             words = word_timestamps(hyp, vocab, frame_stride=frame_seconds)
             if options.timestamps == "char":
                 result["chars"] = char_timestamps(hyp, vocab, frame_stride=frame_seconds)
