@@ -1,6 +1,6 @@
 """Pretraining throughput, audio-seconds per second: our model vs transformers' Wav2Vec2ForPreTraining.
 
-    python bench/bench_pretrain.py --preset tiny --batch 4 --seconds 4 --steps 5
+    python bench/bench_pretrain.py --preset tiny --batch 4 --seconds 2 --steps 5
     python bench/bench_pretrain.py --preset base --device cuda --amp
 
 Same config (our preset converted with `config_to_hf`), same weights, same batch, masks and
@@ -88,9 +88,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="tiny", choices=["tiny", "base", "large"])
     p.add_argument("--batch", type=int, default=4, help="utterances per batch")
-    p.add_argument("--seconds", type=float, default=4.0, help="crop length")
+    p.add_argument("--seconds", type=float, default=2.0, help="crop length")
     p.add_argument("--steps", type=int, default=5)
-    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--device", default="cpu")
     p.add_argument("--amp", action="store_true", help="bf16/fp16 autocast on CUDA")
     a = p.parse_args()

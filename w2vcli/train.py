@@ -172,7 +172,7 @@ class Trainer:
         started = time.monotonic()
         self.emit("start", {"update": self.update, "resumed_from": str(self.resumed_from or "")})
         stream = self._stream()
-        reason, saved_at = "max_updates", -1
+        reason, saved_at = "max_updates", (self.update if self.resumed_from else -1)
         with self._signals():
             while self.update < cfg.max_updates:
                 flags = self._step(stream, started)
