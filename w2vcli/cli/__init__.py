@@ -12,7 +12,7 @@ import sys
 import typer
 
 from w2vcli import __version__
-from w2vcli.cli import convert, finetune, info, prep, pretrain, score, transcribe
+from w2vcli.cli import convert, curves, finetune, info, prep, pretrain, score, transcribe
 
 app = typer.Typer(
     name="w2v",
@@ -46,6 +46,7 @@ app.command("transcribe")(transcribe.transcribe)
 app.command("score")(score.score)
 app.command("convert")(convert.convert)
 app.command("info")(info.info)
+app.command("curves")(curves.curves)
 
 
 def main() -> None:
