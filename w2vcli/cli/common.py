@@ -11,6 +11,12 @@ Device = Annotated[
 ]
 Seed = Annotated[int, typer.Option("--seed", help="Random seed (splits, masks, initialisation).")]
 Workers = Annotated[int, typer.Option("--workers", min=0, help="Worker processes for audio decoding.")]
+# Training options shared by `pretrain` and `finetune`.
+ClipNorm = Annotated[float, typer.Option("--clip-norm", help="Gradient norm clip (0: off).")]
+Amp = Annotated[bool, typer.Option("--amp/--no-amp", help="Mixed precision on GPUs.")]
+SaveEvery = Annotated[int, typer.Option("--save-every", help="Checkpoint every N updates.")]
+LogEvery = Annotated[int, typer.Option("--log-every", help="metrics.jsonl line every N updates.")]
+Fresh = Annotated[bool, typer.Option("--fresh", help="Start over instead of resuming RUN.")]
 
 
 def not_built(name: str) -> None:

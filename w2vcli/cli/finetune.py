@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from w2vcli.cli.common import Device, Seed, Workers
+from w2vcli.cli.common import Amp, ClipNorm, Device, Fresh, LogEvery, SaveEvery, Seed, Workers
 
 
 def finetune(
@@ -28,12 +28,12 @@ def finetune(
     mask_length: Annotated[int, typer.Option("--mask-length", help="Time-mask span in frames.")] = 10,
     mask_channel_prob: Annotated[float, typer.Option("--mask-channel-prob", help="Channel-mask probability x length.")] = 0.25,
     mask_channel_length: Annotated[int, typer.Option("--mask-channel-length", help="Channel-mask span.")] = 64,
-    clip_norm: Annotated[float, typer.Option("--clip-norm", help="Gradient norm clip (0: off).")] = 10.0,
-    amp: Annotated[bool, typer.Option("--amp/--no-amp", help="Mixed precision on GPUs.")] = True,
-    save_every: Annotated[int, typer.Option("--save-every", help="Checkpoint every N updates.")] = 200,
-    log_every: Annotated[int, typer.Option("--log-every", help="metrics.jsonl line every N updates.")] = 10,
+    clip_norm: ClipNorm = 10.0,
+    amp: Amp = True,
+    save_every: SaveEvery = 200,
+    log_every: LogEvery = 10,
     keep: Annotated[int, typer.Option("--keep", help="Checkpoints to keep (besides best/).")] = 2,
-    fresh: Annotated[bool, typer.Option("--fresh", help="Start over instead of resuming RUN.")] = False,
+    fresh: Fresh = False,
     device: Device = "auto",
     seed: Seed = 0,
     workers: Workers = 0,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from w2vcli.cli.common import Device, Seed, Workers
+from w2vcli.cli.common import Amp, ClipNorm, Device, Fresh, LogEvery, SaveEvery, Seed, Workers
 
 
 def pretrain(
@@ -25,12 +25,12 @@ def pretrain(
     codebook_size: Annotated[int | None, typer.Option("--codebook-size", help="Entries per codebook group (V).")] = None,
     mask_prob: Annotated[float | None, typer.Option("--mask-prob", help="Span-mask probability x length (0.65: about half masked).")] = None,
     mask_length: Annotated[int | None, typer.Option("--mask-length", help="Masked span length in frames.")] = None,
-    clip_norm: Annotated[float, typer.Option("--clip-norm", help="Gradient norm clip (0: off).")] = 10.0,
-    amp: Annotated[bool, typer.Option("--amp/--no-amp", help="Mixed precision on GPUs.")] = True,
-    save_every: Annotated[int, typer.Option("--save-every", help="Checkpoint every N updates.")] = 500,
-    log_every: Annotated[int, typer.Option("--log-every", help="metrics.jsonl line every N updates.")] = 10,
+    clip_norm: ClipNorm = 10.0,
+    amp: Amp = True,
+    save_every: SaveEvery = 500,
+    log_every: LogEvery = 10,
     keep: Annotated[int, typer.Option("--keep", help="Checkpoints to keep.")] = 2,
-    fresh: Annotated[bool, typer.Option("--fresh", help="Start over instead of resuming RUN.")] = False,
+    fresh: Fresh = False,
     device: Device = "auto",
     seed: Seed = 0,
     workers: Workers = 0,
