@@ -18,10 +18,3 @@ SaveEvery = Annotated[int, typer.Option("--save-every", help="Checkpoint every N
 LogEvery = Annotated[int, typer.Option("--log-every", help="metrics.jsonl line every N updates.")]
 Fresh = Annotated[bool, typer.Option("--fresh", help="Start over instead of resuming RUN.")]
 
-
-def not_built(name: str) -> None:
-    """A subcommand that is planned but not built yet: say so and exit 2, never pretend."""
-    from w2vcli.console import error
-
-    error(f"`w2v {name}` is not built yet in this version; see the README for what works today.")
-    raise typer.Exit(2)
