@@ -144,6 +144,7 @@ def test_duplicate_negatives_get_minus_inf():
         out = ours(wav, mask, negatives)
         ref = hf_model(hf_in.input_values, mask_time_indices=mask, sampled_negative_indices=negatives)
     assert torch.isinf(out.logits[:, 1:]).all() and out.contrastive_loss.item() == 0.0
+    assert out.accuracy.item() == 0.0  # a collapsed codebook must not look like a perfect model
     assert ref.contrastive_loss.item() == 0.0
 
 

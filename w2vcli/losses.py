@@ -30,11 +30,15 @@ def contrastive_logits(
 
 
 def contrastive_loss(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Cross-entropy with the positive as class 0, mean per masked frame, and the accuracy
-    (fraction of frames whose positive scores highest)."""
+    """Cross-entropy with the positive as class 0, mean per masked frame, and the accuracy: the
+    fraction of frames whose positive beats every negative. A negative that duplicates the positive
+    (-inf logit) counts as a tie, not a win, so a collapsed codebook reads as accuracy ~0 instead of
+    the perfect score a plain argmax would give it."""
     target = torch.zeros(logits.shape[0], dtype=torch.long, device=logits.device)
     loss = F.cross_entropy(logits.float(), target, reduction="mean")
-    accuracy = (logits.argmax(-1) == 0).float().mean()
+    negatives = logits[:, 1:]
+    wins = (logits[:, :1] > negatives) & torch.isfinite(negatives)  # (M, K)
+    accuracy = wins.all(-1).float().mean()
     return loss, accuracy
 
 
