@@ -31,10 +31,15 @@ def audio(tmp_path_factory):
 @pytest.mark.slow
 def test_pretrain_a_plain_folder_then_finetune_and_curves(audio, tmp_path):
     run = tmp_path / "pt"
-    r = runner.invoke(app, ["pretrain", str(audio), "--out", str(run), "--max-updates", "2", *FAST])
+    r = runner.invoke(app, ["pretrain", str(audio), "--out", str(run), "--max-updates", "2", *FAST,
+                            "--gumbel-decay", "0.99", "--diversity-weight", "0.5"])
     assert r.exit_code == 0, r.output
     assert (run / "data" / "train.jsonl").is_file() and (run / "checkpoints" / "update-2").is_dir()
-    assert json.loads((run / "train.json").read_text())["train"]["crop_seconds"] == 0.5
+    settings = json.loads((run / "train.json").read_text())
+    assert settings["train"]["crop_seconds"] == 0.5 and settings["train"]["gumbel_decay"] == 0.99
+    assert settings["model"]["diversity_loss_weight"] == 0.5
+    temperatures = [json.loads(x)["temperature"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert temperatures[-1] < 2.0 * 0.99 ** 0.5  # annealed at the rate asked for
     again = runner.invoke(app, ["pretrain", str(audio), "--out", str(run), "--max-updates", "3", *FAST])
     assert again.exit_code == 0 and "resuming" in again.output
     assert [json.loads(x)["update"] for x in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]

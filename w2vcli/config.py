@@ -76,6 +76,8 @@ class ModelConfig:
             problems.append("hidden_size must be divisible by num_conv_pos_embedding_groups")
         if self.codevector_dim % self.num_codevector_groups:
             problems.append("codevector_dim must be divisible by num_codevector_groups")
+        if self.diversity_loss_weight < 0 or self.num_negatives < 1 or self.num_codevectors_per_group < 2:
+            problems.append("need diversity_loss_weight >= 0, num_negatives >= 1, num_codevectors_per_group >= 2")
         if problems:
             raise W2VError("invalid model config: " + "; ".join(problems))
 
@@ -248,6 +250,8 @@ class TrainConfig:
             problems.append("--save-every, --log-every, --valid-every and --keep must be at least 1")
         if self.crop_seconds <= 0:
             problems.append("--crop-seconds must be positive")
+        if not 0 < self.gumbel_decay <= 1:
+            problems.append("--gumbel-decay must be in (0, 1]")
         if problems:
             from w2vcli.errors import UsageError
 

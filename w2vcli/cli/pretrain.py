@@ -25,6 +25,8 @@ def pretrain(
     codebook_size: Annotated[int | None, typer.Option("--codebook-size", help="Entries per codebook group (V).")] = None,
     mask_prob: Annotated[float | None, typer.Option("--mask-prob", help="Span-mask probability x length (0.65: about half masked).")] = None,
     mask_length: Annotated[int | None, typer.Option("--mask-length", help="Masked span length in frames.")] = None,
+    diversity_weight: Annotated[float | None, typer.Option("--diversity-weight", help="Weight of the codebook diversity loss (0.1 in the paper).")] = None,
+    gumbel_decay: Annotated[float, typer.Option("--gumbel-decay", help="Gumbel temperature 2 -> 0.5 as max(2 x decay^update, 0.5); 0.999995 suits 400k updates, ~0.999 a few thousand.")] = 0.999995,
     clip_norm: ClipNorm = 10.0,
     amp: Amp = True,
     save_every: SaveEvery = 500,
@@ -46,10 +48,12 @@ def pretrain(
 
     model = get_preset(preset)
     changes = {"num_negatives": num_negatives, "num_codevectors_per_group": codebook_size,
-               "mask_time_prob": mask_prob, "mask_time_length": mask_length}
+               "mask_time_prob": mask_prob, "mask_time_length": mask_length,
+               "diversity_loss_weight": diversity_weight}
     model = model.replace(**{k: v for k, v in changes.items() if v is not None})
     cfg = TrainConfig(max_updates=max_updates, max_minutes=max_minutes, batch_seconds=batch_seconds,
-                      accumulate=accumulate, lr=lr, warmup=warmup, crop_seconds=crop_seconds, clip_norm=clip_norm,
+                      accumulate=accumulate, lr=lr, warmup=warmup, crop_seconds=crop_seconds, gumbel_decay=gumbel_decay,
+                      clip_norm=clip_norm,
                       amp=amp, save_every=save_every, log_every=log_every, keep=keep, fresh=fresh, device=device,
                       seed=seed, workers=workers)
     with TrainDisplay("pretraining") as display:
