@@ -7,6 +7,7 @@ them everything here is a no-op for a single process. Backend: nccl on CUDA, glo
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 
 import torch
@@ -68,6 +69,11 @@ def init(dist: Dist, device: torch.device) -> None:
 
 def shutdown(dist: Dist) -> None:
     if dist.enabled and torch_dist.is_initialized():
+        # Tear down together: a rank that destroys its gloo pairs while a peer is still writing its
+        # final checkpoint can make that peer abort at exit. Not while an error propagates: the
+        # peers may never arrive.
+        if sys.exc_info()[0] is None:
+            torch_dist.barrier()
         torch_dist.destroy_process_group()
 
 
