@@ -179,3 +179,18 @@ def test_config_roundtrip_and_validation(tmp_path):
         cfg.replace(feat_extract_norm="batch")
     with pytest.raises(W2VError, match="unknown preset"):
         preset("huge")
+
+
+def test_collapsed_codebook_still_gives_finite_gradients():
+    """Unused entries have probability exactly 0 once the softmax saturates; the step must stay finite."""
+    torch.manual_seed(0)
+    cfg = small()
+    q = GumbelVectorQuantizer(cfg).train()
+    with torch.no_grad():
+        q.weight_proj.bias.zero_()
+        q.weight_proj.bias[0] = q.weight_proj.bias[cfg.num_codevectors_per_group] = 1e4  # saturate
+    x = torch.randn(20, cfg.conv_dim[-1], requires_grad=True)
+    out = q(x)
+    diversity_loss(out.prob_perplexity, cfg.num_codevectors).backward()
+    assert abs(out.prob_perplexity.item() - cfg.num_codevector_groups) < 1e-4
+    assert torch.isfinite(x.grad).all() and torch.isfinite(q.weight_proj.weight.grad).all()

@@ -27,7 +27,9 @@ class Quantized:
 def perplexity(probs: torch.Tensor) -> torch.Tensor:
     """sum over groups of exp(entropy of the distribution averaged over frames). probs: (M, G, V)."""
     marginal = probs.mean(dim=0)  # (G, V)
-    return torch.exp(-torch.xlogy(marginal, marginal).sum(-1)).sum()
+    # p log p with the log clamped: exact for p >= 1e-7, and an unused entry (p = 0, common once the
+    # softmax saturates) gets a finite gradient where xlogy's would be -inf and poison the step.
+    return torch.exp(-(marginal * marginal.clamp_min(1e-7).log()).sum(-1)).sum()
 
 
 def gumbel_temperature(update: int, start: float = 2.0, end: float = 0.5, decay: float = 0.999995) -> float:
