@@ -19,7 +19,7 @@ w2v prep "$mini/test" --out "$out/test" --valid-percent 0
 step "pretrain: self-supervised, on the unlabelled folder as it is ($minutes min)"
 # Small batches and a schedule (lr, Gumbel annealing) sized to ~40 updates a minute on 2 cores.
 w2v pretrain "$mini/unlabelled" --out "$out/pretrain" --preset tiny --max-minutes "$minutes" \
-  --max-updates $((minutes * 40)) --batch-seconds 16 --crop-seconds 4 --warmup 0.1 --gumbel-decay 0.99
+  --max-updates $((minutes * 40)) --batch-seconds 16 --crop-seconds 4 --warmup 0.1 --gumbel-decay 0.99 --diversity-weight 1.0
 
 step "finetune: CTC on $(wc -l < "$out/labelled/train.jsonl") labelled utterances ($minutes min)"
 w2v finetune "$out/labelled" --init "$out/pretrain" --out "$out/finetune" --max-minutes "$minutes" \
