@@ -114,16 +114,10 @@ class Batch:
         return self._map(lambda v: v.pin_memory() if isinstance(v, torch.Tensor) else v)
 
 
-def _normalized(wav: torch.Tensor) -> torch.Tensor:
-    """Zero mean, unit variance per utterance (what layer-norm wav2vec 2.0 models expect)."""
-    return (wav - wav.mean()) / torch.sqrt(wav.var(unbiased=False) + 1e-7)
-
-
 def collate_crops(
     items: Sequence[Item],
     generator: torch.Generator | None = None,
     max_crop_samples: int | None = None,
-    normalize: bool = False,
 ) -> Batch:
     """Crop every item to the shortest in the batch (at most `max_crop_samples`) at random offsets."""
     size = min(it.length for it in items)
@@ -132,8 +126,7 @@ def collate_crops(
     crops = []
     for it in items:
         start = int(torch.randint(it.length - size + 1, (1,), generator=generator))
-        crop = it.wav[start : start + size]
-        crops.append(_normalized(crop) if normalize else crop)
+        crops.append(it.wav[start : start + size])
     waveforms = torch.stack(crops)  # (B, N)
     lengths = torch.full((len(items),), size, dtype=torch.long)
     return Batch(waveforms, lengths, [it.id for it in items])
@@ -143,7 +136,6 @@ def collate_padded(
     items: Sequence[Item],
     generator: torch.Generator | None = None,
     label_pad: int = LABEL_PAD,
-    normalize: bool = False,
 ) -> Batch:
     """Zero-pad waveforms to the longest item; pad labels with `label_pad` when every item has them.
 
@@ -152,7 +144,7 @@ def collate_padded(
     lengths = torch.tensor([it.length for it in items], dtype=torch.long)
     waveforms = torch.zeros(len(items), int(lengths.max()))  # (B, N)
     for b, it in enumerate(items):
-        waveforms[b, : it.length] = _normalized(it.wav) if normalize else it.wav
+        waveforms[b, : it.length] = it.wav
     labels = label_lengths = None
     if items and all(it.labels is not None for it in items):
         label_lengths = torch.tensor([len(it.labels) for it in items], dtype=torch.long)
@@ -255,7 +247,6 @@ def make_loader(
     *,
     vocab=None,
     crop_seconds: float | None = None,
-    normalize: bool = False,
     max_batch_size: int | None = None,
     shuffle: bool = True,
     seed: int = 0,
@@ -280,8 +271,8 @@ def make_loader(
     )
     if crop_seconds is not None:
         collate = partial(
-            collate_crops, max_crop_samples=round(crop_seconds * SAMPLE_RATE), normalize=normalize
+            collate_crops, max_crop_samples=round(crop_seconds * SAMPLE_RATE)
         )
     else:
-        collate = partial(collate_padded, label_pad=label_pad, normalize=normalize)
+        collate = partial(collate_padded, label_pad=label_pad)
     return BatchLoader(dataset, sampler, collate, num_workers=num_workers, pin_memory=pin_memory)

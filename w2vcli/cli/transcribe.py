@@ -110,15 +110,16 @@ def transcribe(
             "- reads paths from stdin, but stdin is a terminal; pipe paths in (find . -name '*.flac' | ...)"
         )
 
+    from w2vcli.distributed import from_env, select_device
     from w2vcli.model_source import load_model
-    from w2vcli.pipelines.transcribe import TranscribeOptions, expand, output_paths, pick_device
+    from w2vcli.pipelines.transcribe import TranscribeOptions, expand, output_paths
     from w2vcli.pipelines.transcribe import transcribe as run
 
     stdin = (os.fsdecode(line) for line in sys.stdin.buffer) if "-" in audio else ()
     items = expand(audio, stdin, skip_dir=output_dir)
     if skip_existing:
         items = [it for it in items if not all(p.exists() for p in output_paths(it, output_dir, formats))]
-    dev = pick_device(device)
+    dev = str(select_device(device, from_env()))
     options = TranscribeOptions(
         chunk_seconds=chunk_seconds,
         stride_seconds=stride_seconds,

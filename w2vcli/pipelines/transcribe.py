@@ -20,7 +20,6 @@ from pathlib import Path
 
 from w2vcli.chunking import ChunkPlan, stitch
 from w2vcli.decoding import BeamOptions, char_timestamps, decode, to_text, word_timestamps
-from w2vcli.errors import UsageError
 from w2vcli.formats import render
 from w2vcli.pipelines._transcribe_engine import Prefetcher, run_events
 from w2vcli.pipelines._transcribe_inputs import Item, expand
@@ -32,7 +31,6 @@ __all__ = [
     "Item",
     "output_paths",
     "write_outputs",
-    "pick_device",
 ]
 
 CUDA_BATCH_SECONDS = 240.0  # padded audio per batch on a GPU; on the CPU one at a time was faster
@@ -48,23 +46,6 @@ class TranscribeOptions:
     lm: str | None = None  # ARPA or KenLM binary
     lm_weight: float = 0.5
     word_score: float = 0.0
-
-
-def pick_device(spec: str = "auto") -> str:
-    """auto -> cuda, then mps, then cpu; anything else is checked to exist."""
-    import torch
-
-    if spec == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return "mps"
-        return "cpu"
-    if spec.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {spec}: CUDA is not available here; use --device cpu")
-    if spec not in ("cpu", "mps") and not spec.startswith("cuda"):
-        raise UsageError(f"--device {spec}: expected auto, cpu, cuda, cuda:N or mps")
-    return spec
 
 
 def _beam_options(options: TranscribeOptions) -> BeamOptions:
