@@ -134,7 +134,8 @@ def test_feature_grad_mult_scales_encoder_gradient():
         logits, _, _ = model(torch.randn(1, 8000, generator=torch.Generator().manual_seed(0)))
         logits.sum().backward()
         grads[mult] = model.wav2vec2.feature_extractor.conv_layers[0].conv.weight.grad.clone()
-    assert torch.allclose(grads[0.1], grads[1.0] * 0.1, rtol=1e-4, atol=1e-8)
+    scale = grads[0.1].abs().max()  # oneDNN's blocking reorders sums: compare against the scale
+    assert torch.allclose(grads[0.1], grads[1.0] * 0.1, rtol=1e-4, atol=1e-5 * scale)
 
 
 def test_pretraining_step_reduces_loss_and_reports_metrics():
