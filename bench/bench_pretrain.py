@@ -1,6 +1,7 @@
 """Pretraining throughput, audio-seconds per second: our model vs transformers' Wav2Vec2ForPreTraining.
 
-    python bench/bench_pretrain.py --preset tiny --batch 4 --seconds 2 --steps 5
+    python bench/bench_pretrain.py --preset tiny --batch 4 --seconds 4 --steps 5
+    python bench/bench_pretrain.py --preset tiny --conv-dim 256 --batch 4 --seconds 4 --steps 5
     python bench/bench_pretrain.py --preset base --device cuda --amp
 
 Same config (our preset converted with `config_to_hf`), same weights, same batch, masks and
@@ -28,11 +29,13 @@ from w2vcli.pipelines.pretrain import frame_lengths  # noqa: E402
 from w2vcli.train import amp_dtype  # noqa: E402
 
 
-def models(name: str, device: torch.device):
+def models(name: str, device: torch.device, conv_dim: int | None = None):
     from transformers import Wav2Vec2Config
     from transformers import Wav2Vec2ForPreTraining as HFPreTraining
 
     config = preset(name).replace(layerdrop=0.0)
+    if conv_dim:
+        config = config.replace(conv_dim=(conv_dim,) * len(config.conv_dim))
     ours = Wav2Vec2ForPreTraining(config)
     theirs = HFPreTraining(Wav2Vec2Config(**config_to_hf(config, "pretraining")))
     missing, unexpected = theirs.load_state_dict(state_to_hf(ours.state_dict()), strict=False)
@@ -87,6 +90,7 @@ def timed(runs, device, dtype, warmup: int, steps: int) -> dict[str, float]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--preset", default="tiny", choices=["tiny", "base", "large"])
+    p.add_argument("--conv-dim", type=int, help="CNN channels (the issue's tiny config: 256)")
     p.add_argument("--batch", type=int, default=4, help="utterances per batch")
     p.add_argument("--seconds", type=float, default=2.0, help="crop length")
     p.add_argument("--steps", type=int, default=5)
@@ -96,11 +100,11 @@ def main() -> None:
     a = p.parse_args()
     device = torch.device(a.device)
     torch.manual_seed(0)
-    config, ours, theirs = models(a.preset, device)
+    config, ours, theirs = models(a.preset, device, a.conv_dim)
     inputs = batch(config, a.batch, a.seconds, device)
     dtype = amp_dtype(device, a.amp)
     audio = a.batch * a.seconds
-    print(f"{a.preset}: {sum(p.numel() for p in ours.parameters()) / 1e6:.1f}M params, batch {a.batch} x "
+    print(f"{a.preset} (conv {config.conv_dim[0]}): {sum(p.numel() for p in ours.parameters()) / 1e6:.1f}M params, batch {a.batch} x "
           f"{a.seconds:g} s, {int(inputs[1].sum())} masked frames, {device}, "
           f"{dtype or 'fp32'}, {torch.get_num_threads()} threads")
     runs = [("w2vcli", step_ours, ours, inputs), ("transformers", step_theirs, theirs, inputs)]
