@@ -26,7 +26,9 @@ def pretrain(
     mask_prob: Annotated[float | None, typer.Option("--mask-prob", help="Span-mask probability x length (0.65: about half masked).")] = None,
     mask_length: Annotated[int | None, typer.Option("--mask-length", help="Masked span length in frames.")] = None,
     diversity_weight: Annotated[float | None, typer.Option("--diversity-weight", help="Weight of the codebook diversity loss (0.1 in the paper).")] = None,
-    gumbel_decay: Annotated[float, typer.Option("--gumbel-decay", help="Gumbel temperature 2 -> 0.5 as max(2 x decay^update, 0.5); 0.999995 suits 400k updates, ~0.999 a few thousand.")] = 0.999995,
+    gumbel_decay: Annotated[float, typer.Option("--gumbel-decay", help="Gumbel temperature start -> end as max(start x decay^update, end); 0.999995 suits 400k updates, ~0.999 a few thousand.")] = 0.999995,
+    gumbel_start: Annotated[float, typer.Option("--gumbel-start", help="Initial Gumbel softmax temperature (higher: softer straight-through gradient into the quantizer).")] = 2.0,
+    gumbel_end: Annotated[float, typer.Option("--gumbel-end", help="Final Gumbel softmax temperature.")] = 0.5,
     clip_norm: ClipNorm = 10.0,
     amp: Amp = True,
     save_every: SaveEvery = 500,
@@ -53,6 +55,7 @@ def pretrain(
     model = model.replace(**{k: v for k, v in changes.items() if v is not None})
     cfg = TrainConfig(max_updates=max_updates, max_minutes=max_minutes, batch_seconds=batch_seconds,
                       accumulate=accumulate, lr=lr, warmup=warmup, crop_seconds=crop_seconds, gumbel_decay=gumbel_decay,
+                      gumbel_start=gumbel_start, gumbel_end=gumbel_end,
                       clip_norm=clip_norm,
                       amp=amp, save_every=save_every, log_every=log_every, keep=keep, fresh=fresh, device=device,
                       seed=seed, workers=workers)

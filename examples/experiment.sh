@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The paper's central claim at small scale: does self-supervised pretraining on an hour of unlabelled
+# speech cut the error of a model fine-tuned on 10 labelled minutes, against the same model trained
+# from scratch on those 10 minutes for the same total time?
+#
+#   bash examples/experiment.sh                       # 35 + 15 minutes against 50 from scratch
+#   PRETRAIN_MINUTES=20 FINETUNE_MINUTES=10 bash examples/experiment.sh
+#   EXP_PARALLEL=1 bash examples/experiment.sh        # both arms at once, one core each
+#
+# Data: examples/large (built by `python examples/make_data.py --large --out examples/large` if missing):
+# 60 min unlabelled, 10 min labelled, 5 min dev (validation), 5 min test, the same eight voices.
+# Writes EXP_DIR (default exp/): one run directory per arm, hypotheses, scores, and summary.json.
+# Re-running resumes each stage where it stopped (the runs resume from their last checkpoints).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+w2v() { .venv/bin/w2v "$@"; }
+out=${EXP_DIR:-exp}
+pretrain_min=${PRETRAIN_MINUTES:-35}
+finetune_min=${FINETUNE_MINUTES:-15}
+scratch_min=$(python3 -c "print($pretrain_min + $finetune_min)")
+data=examples/large
+
+step() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
+
+if [ ! -d "$data/unlabelled" ]; then
+  step "building the 80-minute example set in $data"
+  .venv/bin/python examples/make_data.py --large --out "$data"
+fi
+
+step "prep"
+w2v prep "$data/unlabelled" --out "$out/data/unlabelled" --unlabelled --valid-percent 0
+# 10 min labelled + 5 min dev, one third held out for validation: 10 minutes to train on.
+w2v prep "$data/labelled" "$data/dev" --out "$out/data/labelled" --valid-percent 33.3
+w2v prep "$data/test" --out "$out/data/test" --valid-percent 0
+
+# The small-scale recipe (examples/RESULTS.md): short sparse masks, 20 negatives from a 2 x 64 codebook,
+# a strong diversity loss, and a Gumbel temperature held low, at ~150 updates a minute on 2 cores.
+pretrain_updates=$(python3 -c "print(int($pretrain_min * 150))")
+recipe=(--preset tiny --batch-seconds 16 --crop-seconds 4 --lr 1e-3 --warmup 50
+        --num-negatives 20 --codebook-size 64 --mask-prob 0.3 --mask-length 5
+        --diversity-weight 0.5 --gumbel-start 0.5 --gumbel-end 0.5)
+
+# Fine-tuning: tri-stage schedule over the time budget at ~60 updates a minute, validation on dev.
+finetune=(--batch-seconds 30 --lr 1e-3 --valid-every 100 --log-every 25)
+ft_updates=$(python3 -c "print(int($finetune_min * 60))")
+scratch_updates=$(python3 -c "print(int($scratch_min * 60))")
+
+pretrained_arm() {
+  w2v pretrain "$out/data/unlabelled" --out "$out/pretrain" --max-minutes "$pretrain_min" \
+    --max-updates "$pretrain_updates" "${recipe[@]}"
+  w2v finetune "$out/data/labelled" --init "$out/pretrain" --out "$out/finetune" \
+    --max-minutes "$finetune_min" --max-updates "$ft_updates" "${finetune[@]}"
+}
+scratch_arm() {
+  w2v finetune "$out/data/labelled" --init none --preset tiny --out "$out/scratch" \
+    --max-minutes "$scratch_min" --max-updates "$scratch_updates" "${finetune[@]}"
+}
+
+if [ "${EXP_PARALLEL:-0}" = 1 ]; then
+  step "both arms at once, one core each: pretrain $pretrain_min + finetune $finetune_min min | scratch $scratch_min min"
+  mkdir -p "$out"
+  OMP_NUM_THREADS=1 pretrained_arm 2> "$out/pretrained-arm.log" &
+  first=$!
+  OMP_NUM_THREADS=1 scratch_arm 2> "$out/scratch-arm.log" &
+  second=$!
+  wait "$first"
+  wait "$second"
+else
+  step "pretrain $pretrain_min min, then finetune $finetune_min min"
+  pretrained_arm
+  step "from scratch: finetune $scratch_min min"
+  scratch_arm
+fi
+
+step "transcribe and score the held-out test set"
+for arm in finetune scratch; do
+  w2v transcribe "$out/data/test/train.jsonl" --model "$out/$arm" > "$out/$arm-test-hyp.jsonl"
+  w2v score "$out/data/test/train.jsonl" "$out/$arm-test-hyp.jsonl" --missing empty --json "$out/$arm-test-score.json"
+done
+.venv/bin/python examples/summarize_experiment.py "$out"

@@ -1,0 +1,82 @@
+"""Print (and write EXP_DIR/summary.json) the outcome of examples/experiment.sh.
+
+    python examples/summarize_experiment.py exp
+
+For each arm: test WER/CER, updates and minutes trained; for pretraining: masked-frame accuracy
+against chance at the start, after 10 minutes and at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+
+def _metrics(run: Path) -> list[dict]:
+    path = run / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+
+def _minutes(rows: list[dict]) -> float:
+    """Training minutes from the logged throughput (sum of update intervals)."""
+    last, total = 0, 0.0
+    for r in rows:
+        if r.get("updates_per_s"):
+            total += (r["update"] - last) / r["updates_per_s"]
+        last = r["update"]
+    return total / 60
+
+
+def pretraining_summary(run: Path) -> dict | None:
+    rows = [r for r in _metrics(run) if "accuracy" in r]
+    if not rows:
+        return None
+    config = json.loads((run / "last" / "config.json").read_text()) if (run / "last" / "config.json").exists() else {}
+    k = config.get("num_negatives", 100)
+    elapsed, last, at10 = 0.0, 0, None
+    for r in rows:
+        if r.get("updates_per_s"):
+            elapsed += (r["update"] - last) / r["updates_per_s"]
+        last = r["update"]
+        if at10 is None and elapsed >= 600:
+            at10 = r
+    tail = rows[-5:]
+    return {
+        "updates": rows[-1]["update"], "minutes": round(_minutes(rows), 1), "chance_accuracy": round(1 / (k + 1), 4),
+        "chance_loss_nats": round(math.log(k + 1), 3),
+        "accuracy_first": rows[0]["accuracy"], "accuracy_at_10_min": (at10 or rows[-1])["accuracy"],
+        "accuracy_end": round(sum(r["accuracy"] for r in tail) / len(tail), 4),
+        "contrastive_end": round(sum(r["contrastive"] for r in tail) / len(tail), 3),
+        "code_perplexity_end": rows[-1]["code_perplexity"],
+    }
+
+
+def arm_summary(out: Path, arm: str) -> dict:
+    score = json.loads((out / f"{arm}-test-score.json").read_text())
+    rows = _metrics(out / arm)
+    return {"wer": round(score["wer"], 4), "cer": round(score["cer"], 4),
+            "updates": rows[-1]["update"] if rows else 0, "minutes": round(_minutes(rows), 1)}
+
+
+def main(out: Path) -> None:
+    summary = {"pretraining": pretraining_summary(out / "pretrain"),
+               "pretrained": arm_summary(out, "finetune"), "scratch": arm_summary(out, "scratch")}
+    p, s = summary["pretrained"], summary["scratch"]
+    summary["relative_cer_reduction"] = round(1 - p["cer"] / s["cer"], 4) if s["cer"] else None
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if summary["pretraining"]:
+        t = summary["pretraining"]
+        print(f"pretraining: {t['updates']} updates in {t['minutes']} min; masked-frame accuracy "
+              f"{t['accuracy_at_10_min']:.3f} after 10 min, {t['accuracy_end']:.3f} at the end "
+              f"(chance {t['chance_accuracy']:.3f})")
+    print(f"{'':>22} {'WER':>7} {'CER':>7} {'updates':>8} {'minutes':>8}")
+    for name, r in (("pretrained + finetune", p), ("from scratch", s)):
+        print(f"{name:>22} {r['wer']:7.1%} {r['cer']:7.1%} {r['updates']:8d} {r['minutes']:8.1f}")
+    if summary["relative_cer_reduction"] is not None:
+        print(f"pretraining cuts CER by {summary['relative_cer_reduction']:.0%} relative")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "exp"))
