@@ -20,6 +20,7 @@ import soundfile as sf
 import soxr
 
 from w2vcli.audio import SAMPLE_RATE, BadAudio, _open
+from w2vcli.decoding import Hypothesis
 from w2vcli.errors import UsageError
 
 BLOCK_SECONDS = 4.0
@@ -106,6 +107,27 @@ def stitch(pieces: list[tuple[np.ndarray, tuple[int, int]]]) -> np.ndarray:
     """Concatenate the kept frames of each chunk's logits (T_i, V) into the file's (T, V)."""
     kept = [lg[lo : (hi if hi >= 0 else len(lg))] for lg, (lo, hi) in pieces]
     return np.concatenate(kept) if kept else np.zeros((0, 0), np.float32)
+
+
+def stitch_greedy(pieces: list[tuple[int, Hypothesis]]) -> Hypothesis:
+    """The greedy hypothesis of the whole file from each chunk's greedy hypothesis over its kept frames,
+    given as (first global frame, hypothesis in local frames), in frame order. Equals greedy decoding
+    of the stitched logits without ever holding them: a token whose run reaches the end of one chunk
+    and goes on at the start of the next is one token, as in the unchunked argmax path."""
+    ids: list[int] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    score = 0.0
+    for offset, hyp in pieces:
+        score += hyp.score
+        for k, (i, a, b) in enumerate(zip(hyp.ids, hyp.starts, hyp.ends, strict=True)):
+            if k == 0 and ids and ids[-1] == i and ends[-1] == a + offset:
+                ends[-1] = b + offset
+                continue
+            ids.append(i)
+            starts.append(a + offset)
+            ends.append(b + offset)
+    return Hypothesis(ids, starts, ends, score)
 
 
 def mean_std(blocks: Iterable[np.ndarray], eps: float = 1e-7) -> tuple[float, float]:

@@ -152,9 +152,14 @@ def run_events(
     padded: bool,
     more_ready,
     normalize: bool = False,
-) -> Iterator[tuple[Event, list[tuple[np.ndarray, tuple[int, int]]], float]]:
-    """Forward every chunk; yield each "end"/"error" event with that file's (logits, keep) pieces and
-    the seconds spent on its forward passes. Batching collects up to batch_samples of chunks first."""
+    reduce=None,
+) -> Iterator[tuple[Event, list[tuple[int, object]], float]]:
+    """Forward every chunk; yield each "end"/"error" event with that file's pieces and the seconds
+    spent on its forward passes. A piece is (first global frame, `reduce(kept logits (n, V))`), in
+    frame order: only the chunk's kept frames are held, and `reduce` (the greedy decoder, say) can
+    shrink them further, so a long file's memory does not grow with V. Batching collects up to
+    batch_samples of chunks first."""
+    reduce = reduce or (lambda logits: logits)
     pieces: dict[int, list] = {}
     spent: dict[int, float] = {}
     pending: list[tuple[int, Chunk, tuple | None]] = []
@@ -166,14 +171,17 @@ def run_events(
         for group in groups:
             t0 = time.perf_counter()
             outs = forward(model, [_prepared(c.wav, normalize, st) for _, c, st in group], device, padded)
-            share = (time.perf_counter() - t0) / len(group)
             for (i, c, _), lg in zip(group, outs, strict=True):
-                pieces.setdefault(i, []).append((c.start_frame, lg, c.keep))
+                lo, hi = c.keep
+                piece = reduce(lg[lo : hi if hi >= 0 else len(lg)])
+                pieces.setdefault(i, []).append((c.start_frame + lo, piece))
+            share = (time.perf_counter() - t0) / len(group)
+            for i, _, _ in group:
                 spent[i] = spent.get(i, 0.0) + share
         pending.clear()
 
     def take(i: int) -> list:
-        return [(lg, keep) for _, lg, keep in sorted(pieces.pop(i, []), key=lambda p: p[0])]
+        return sorted(pieces.pop(i, []), key=lambda p: p[0])
 
     for ev in events:
         if ev.kind == "chunk":

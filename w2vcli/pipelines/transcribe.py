@@ -8,6 +8,8 @@
 
 Long files are cut into overlapping chunks (chunking.py) whose kept frame logits are stitched and
 decoded once, so words at chunk borders are neither lost nor doubled and timestamps stay global.
+Greedy decoding runs on each chunk as soon as it is computed and stitches hypotheses instead
+(the same result), so a long file's memory does not grow with the vocabulary size.
 """
 
 from __future__ import annotations
@@ -18,8 +20,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from w2vcli.chunking import ChunkPlan, stitch
-from w2vcli.decoding import BeamOptions, char_timestamps, decode, to_text, word_timestamps
+import numpy as np
+
+from w2vcli.chunking import ChunkPlan, stitch_greedy
+from w2vcli.decoding import (
+    BeamOptions,
+    char_timestamps,
+    decode,
+    greedy_search,
+    to_text,
+    word_timestamps,
+)
 from w2vcli.formats import render
 from w2vcli.pipelines._transcribe_engine import Prefetcher, run_events
 from w2vcli.pipelines._transcribe_inputs import Item, expand
@@ -90,12 +101,17 @@ def transcribe(
     batch_samples = int(batch_seconds * 16000)
     frame_seconds = config.frame_stride / 16000
 
+    greedy = beam.beam <= 1 and beam.lm is None
+
+    def reduce(logits: np.ndarray):  # (n, V) kept frames of one chunk
+        return greedy_search(logits, vocab.blank_id) if greedy else logits
+
     normalize = getattr(loaded, "normalize", False)
     prefetch = Prefetcher([it.path for it in items], plan, normalize)
     events = _progress(prefetch, on_progress, plan.frame)
     try:
         for ev, pieces, spent in run_events(
-            events, model, device, batch_samples, padded, prefetch.pending, normalize
+            events, model, device, batch_samples, padded, prefetch.pending, normalize, reduce
         ):
             item = items[ev.index]
             result = (
@@ -107,7 +123,11 @@ def transcribe(
                 yield result | {"text": None, "error": ev.message}
                 continue
             t0 = time.perf_counter()
-            hyp = decode(stitch(pieces), options=beam, blank_id=vocab.blank_id, vocab=vocab)
+            if greedy:
+                hyp = stitch_greedy(pieces)
+            else:
+                emissions = np.concatenate([lg for _, lg in pieces])  # (T, V)
+                hyp = decode(emissions, options=beam, blank_id=vocab.blank_id, vocab=vocab)
             duration = ev.samples / 16000
             elapsed = spent + time.perf_counter() - t0
             result |= {
