@@ -170,11 +170,26 @@ def test_finetune_from_a_pretraining_run_keeps_best_with_vocab(corpus, labelled,
                            tuned["wav2vec2.encoder.layers.0.feed_forward.output_dense.weight"])
 
 
+def test_finetune_can_train_a_pretrained_feature_encoder(corpus, labelled, tmp_path):
+    from w2vcli.pipelines.finetune import finetune
+
+    pt = pretrain(corpus, tmp_path / "pt", small_train(max_updates=1), small_model())
+    result = finetune(labelled, tmp_path / "ft", small_train(max_updates=2, train_feature_encoder=True),
+                      str(tmp_path / "pt"), small_model())
+    init, tuned = weights(pt.checkpoint), weights(result.checkpoint)
+    key = "wav2vec2.feature_extractor.conv_layers.0.conv.weight"
+    assert not torch.equal(init[key], tuned[key])
+
+
 def test_finetune_from_scratch_and_clear_init_errors(labelled, tmp_path):
+    from w2vcli.checkpoint import load_checkpoint
     from w2vcli.errors import UsageError
     from w2vcli.pipelines.finetune import finetune
 
     result = finetune(labelled, tmp_path / "ft", small_train(max_updates=2, valid_every=2), "none", small_model())
     assert result.best["update"] == 2 and "wer" in result.best
+    settings = json.loads((tmp_path / "ft" / "train.json").read_text())
+    assert settings["train_feature_encoder"] is True  # from scratch there is no pretrained CNN to keep
+    assert load_checkpoint(result.checkpoint).config.feature_grad_mult > 0
     with pytest.raises(UsageError, match="--init"):
         finetune(labelled, tmp_path / "x", small_train(max_updates=1), str(tmp_path / "missing"), small_model())

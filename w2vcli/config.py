@@ -226,6 +226,7 @@ class TrainConfig:
     gumbel_end: float = 0.5
     gumbel_decay: float = 0.999995
     # Fine-tuning.
+    train_feature_encoder: bool | None = None  # fine-tuning: None = only when training from scratch
     freeze_updates: int = 0  # whole transformer frozen (only the CTC head trains) for these updates
     valid_every: int = 500
 

@@ -49,21 +49,21 @@ class Labelled:
 class FinetuneTask:
     find_unused = True  # masked_spec_embed gets no gradient when no span is masked
 
-    def __init__(self, config: ModelConfig, cfg: TrainConfig) -> None:
-        self.config, self.cfg = config, cfg
+    def __init__(self, config: ModelConfig, cfg: TrainConfig, train_cnn: bool = False) -> None:
+        self.config, self.cfg, self.train_cnn = config, cfg, train_cnn
         self.frozen: bool | None = None
 
     def parameters(self, model):
+        if self.train_cnn:
+            return list(model.parameters())
         return [p for n, p in model.named_parameters() if not n.startswith("wav2vec2.feature_extractor.")]
 
     def begin_update(self, model, update: int) -> bool:
         frozen = update < self.cfg.freeze_updates
         if frozen == self.frozen:
             return False
-        model.wav2vec2.feature_extractor.requires_grad_(False)
         for name, p in model.wav2vec2.named_parameters():
-            if not name.startswith("feature_extractor."):
-                p.requires_grad_(not frozen)
+            p.requires_grad_(not frozen and (self.train_cnn or not name.startswith("feature_extractor.")))
         self.frozen = frozen
         return True
 
@@ -133,17 +133,25 @@ def init_source(init: str) -> Path:
     return path
 
 
-def finetune_config(config: ModelConfig, vocab, overrides: dict) -> ModelConfig:
-    """The initial model's architecture with a CTC head for `vocab`, a frozen CNN and the masking flags."""
-    return config.replace(vocab_size=len(vocab), pad_token_id=vocab.blank_id, feature_grad_mult=0.0, **overrides)
+def finetune_config(config: ModelConfig, vocab, overrides: dict, train_cnn: bool = False) -> ModelConfig:
+    """The initial model's architecture with a CTC head for `vocab`, the masking flags, and a CNN that is
+    frozen (run under no_grad) unless `train_cnn`."""
+    grad_mult = (config.feature_grad_mult or 1.0) if train_cnn else 0.0
+    return config.replace(vocab_size=len(vocab), pad_token_id=vocab.blank_id, feature_grad_mult=grad_mult, **overrides)
 
 
-def initial_model(init: str, model_config: ModelConfig, vocab, overrides: dict) -> tuple[Wav2Vec2ForCTC, str]:
+def trains_cnn(cfg: TrainConfig, init: str) -> bool:
+    """The CNN learns when asked to, or by default when there is no pretrained one to keep."""
+    return cfg.train_feature_encoder if cfg.train_feature_encoder is not None else init == "none"
+
+
+def initial_model(init: str, model_config: ModelConfig, vocab, overrides: dict,
+                  train_cnn: bool = False) -> tuple[Wav2Vec2ForCTC, str]:
     if init == "none":
-        return Wav2Vec2ForCTC(finetune_config(model_config, vocab, overrides)), "none"
+        return Wav2Vec2ForCTC(finetune_config(model_config, vocab, overrides, train_cnn)), "none"
     source = init_source(init)
     ckpt = load_any(source)
-    model = Wav2Vec2ForCTC(finetune_config(ckpt.config, vocab, overrides))
+    model = Wav2Vec2ForCTC(finetune_config(ckpt.config, vocab, overrides, train_cnn))
     same_vocab = ckpt.head == "ctc" and ckpt.vocab is not None and list(ckpt.vocab.tokens) == list(vocab.tokens)
     if same_vocab:
         model.load_state_dict(ckpt.model.state_dict())
@@ -169,8 +177,9 @@ def finetune(data: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig, 
         if not utts:
             raise UsageError(f"{data_dir}/train.jsonl has no transcribed utterances to fine-tune on")
         latest = None if cfg.fresh else run.latest()
+        train_cnn = trains_cnn(cfg, init)
         if latest is None:
-            model, source = initial_model(init, model_config, vocab, overrides or {})
+            model, source = initial_model(init, model_config, vocab, overrides or {}, train_cnn)
         else:
             config = resume_config(run, model_config, False)
             model, source = Wav2Vec2ForCTC(config), str(latest)
@@ -179,13 +188,13 @@ def finetune(data: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig, 
                              rank=dist.rank, world_size=dist.world_size, num_workers=cfg.workers,
                              pin_memory=device.type == "cuda")
         validate = make_validator(valid, vocab, cfg, device) if valid and dist.main else None
-        trainer = Trainer(model, FinetuneTask(config, cfg), loader, cfg, run, device, dist, on_event,
+        trainer = Trainer(model, FinetuneTask(config, cfg, train_cnn), loader, cfg, run, device, dist, on_event,
                           validate=validate, vocab=vocab, info={"task": "finetune", "init": init})
         if latest is not None:
             trainer.resume()
         if dist.main:
             run.write_settings({"command": "finetune", "data": str(data_dir), "init": source,
-                                "train": cfg.to_dict(), "model": config.to_dict(), "utterances": len(utts),
+                                "train": cfg.to_dict(), "model": config.to_dict(), "train_feature_encoder": train_cnn, "utterances": len(utts),
                                 "valid_utterances": len(valid), "skipped": skipped,
                                 "seconds": round(sum(u.duration for u in utts), 2),
                                 "world_size": dist.world_size, "device": str(device)})
