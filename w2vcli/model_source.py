@@ -123,30 +123,45 @@ def load_model(spec: str | None, device: str = "cpu", int8: bool = False) -> Loa
     if int8:
         if device != "cpu":
             raise W2VError("--int8 runs on the CPU only; add --device cpu or drop --int8")
-        model = quantize(model, bf16_cnn=cpu_has_amx())
+        model = quantize(model, amx=cpu_has_amx())
     normalize = ckpt.config.do_normalize
     if normalize:  # chunks of a long file must share the whole file's statistics: the caller normalises
         model.wav2vec2.config = ckpt.config.replace(do_normalize=False)
     return LoadedModel(model.to(device), ckpt.config, vocab, path, normalize)
 
 
-def quantize(model, bf16_cnn: bool = False):
+def quantize(model, amx: bool = False):
     """`--int8`: the transformer's linear layers (~60% of a CPU forward) in dynamic int8 with
     per-channel weight scales. The CNN input projection and the CTC head stay in fp32: they are
-    cheap, and quantizing them doubled the logits' error. `bf16_cnn` also runs the CNN (the other
-    ~40%) under bfloat16 autocast, which pays where oneDNN has AMX tiles to run it on."""
+    cheap, and quantizing them doubled the logits' error.
+
+    With `amx` (the CPU has AMX tiles) the weights are packed for oneDNN, whose int8 kernels run on
+    AMX (~2.5x fbgemm's; the packed weights keep their engine whatever the global one is), and the
+    CNN (most of the rest) runs under bfloat16 autocast and attention in bfloat16.
+    """
     import torch
     from torch.ao.quantization import per_channel_dynamic_qconfig
 
-    with warnings.catch_warnings():  # torch announces a move to torchao; the API works as documented
-        warnings.simplefilter("ignore", DeprecationWarning)
-        warnings.simplefilter("ignore", UserWarning)
-        model = torch.ao.quantization.quantize_dynamic(
-            model, {"wav2vec2.encoder": per_channel_dynamic_qconfig}, dtype=torch.qint8
-        )
-    if bf16_cnn:
+    from w2vcli.model.transformer import Attention
+
+    engine = torch.backends.quantized.engine
+    if amx and "onednn" in torch.backends.quantized.supported_engines:
+        torch.backends.quantized.engine = "onednn"
+    try:
+        with warnings.catch_warnings():  # torch announces a move to torchao; the API works as documented
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            model = torch.ao.quantization.quantize_dynamic(
+                model, {"wav2vec2.encoder": per_channel_dynamic_qconfig}, dtype=torch.qint8
+            )
+    finally:
+        torch.backends.quantized.engine = engine
+    if amx:
         cnn = model.wav2vec2.feature_extractor
         cnn.forward = _autocast_bf16(cnn.forward)
+        for m in model.modules():
+            if isinstance(m, Attention):
+                m.inference_dtype = torch.bfloat16
     return model
 
 
@@ -162,9 +177,10 @@ def _autocast_bf16(forward):
 
 
 def cpu_has_amx() -> bool:
-    """Whether this CPU has AMX bfloat16 tiles (Linux; elsewhere we do not guess)."""
+    """Whether this CPU has AMX bfloat16 and int8 tiles (read on Linux; elsewhere we do not guess)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            return any(line.startswith("flags") and " amx_bf16" in line for line in f)
+            flags = next((line.split() for line in f if line.startswith("flags")), [])
     except OSError:
         return False
+    return "amx_bf16" in flags and "amx_int8" in flags
