@@ -85,3 +85,21 @@ def test_read_blocks_reports_empty_and_missing(tmp_path):
         list(read_blocks(empty))
     with pytest.raises(Exception, match="No such file|not found|no such"):
         list(read_blocks(tmp_path / "missing.wav"))
+
+
+def test_stitch_greedy_equals_greedy_over_the_stitched_logits():
+    """Runs cut at chunk borders (a token spanning the border, a blank on it) join as in one pass."""
+    from w2vcli.chunking import stitch_greedy
+    from w2vcli.decoding import greedy_search
+
+    rng = np.random.default_rng(0)
+    ids = np.repeat(rng.integers(0, 4, 120), rng.integers(1, 6, 120))  # runs of 1-5 frames, 0 = blank
+    logits = (4.0 * np.eye(5)[ids] + 0.1 * rng.standard_normal((len(ids), 5))).astype(np.float32)  # (T, V)
+    whole = greedy_search(logits)
+    for cuts in ([], [1], [37, 38, 200], sorted(rng.choice(np.arange(1, len(ids)), 25, replace=False))):
+        bounds = [0, *cuts, len(ids)]
+        pieces = [(a, greedy_search(logits[a:b])) for a, b in zip(bounds, bounds[1:])]
+        hyp = stitch_greedy(pieces)
+        assert (hyp.ids, hyp.starts, hyp.ends) == (whole.ids, whole.starts, whole.ends)
+        assert hyp.score == pytest.approx(whole.score, rel=1e-5)
+    assert stitch_greedy([]).ids == []

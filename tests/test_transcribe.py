@@ -181,6 +181,108 @@ def test_int8_runs_and_mostly_agrees(tmp_path):
     assert jiwer.cer(fp32, int8) < 0.3
 
 
+def test_int8_on_amx_packs_for_onednn_and_runs_attention_in_bf16(tmp_path):
+    from w2vcli.model.transformer import Attention
+    from w2vcli.model_source import quantize
+
+    d = tmp_path / "m"
+    make_hf_model(d, "layer")
+    loaded = load_model(str(d), device="cpu")
+    fast = quantize(loaded.model, amx=True)  # the path AMX CPUs take; it runs (slower) on any CPU
+    assert type(fast.lm_head) is torch.nn.Linear  # the head stays fp32
+    assert "quantized" in type(fast.wav2vec2.encoder.layers[0].feed_forward.output_dense).__module__
+    assert {m.inference_dtype for m in fast.modules() if isinstance(m, Attention)} == {torch.bfloat16}
+    assert {m.inference_dtype for m in loaded.model.modules() if isinstance(m, Attention)} == {None}
+    wav = torch.from_numpy(babble(3.0, 2))
+    x = (wav - wav.mean()) / wav.std()  # the caller normalises (loaded.normalize)
+    with torch.inference_mode():
+        ref, got = loaded.model(x[None])[0], fast(x[None])[0]  # (1, T, V)
+    assert got.dtype == torch.float32
+    assert (ref.argmax(-1) == got.argmax(-1)).float().mean() > 0.8
+
+
+def test_attention_inference_dtype_is_ignored_in_training():
+    from w2vcli.config import preset
+    from w2vcli.model.transformer import Attention
+
+    torch.manual_seed(0)
+    attn = Attention(preset("tiny").replace(attention_dropout=0.0))
+    x = torch.randn(2, 30, 256)
+    ref = attn(x, None)
+    attn.inference_dtype = torch.bfloat16
+    assert torch.equal(attn(x, None), ref)  # training mode: fp32 as always
+    with torch.no_grad():
+        low = attn.eval()(x, None)
+    assert low.dtype == torch.float32 and not torch.equal(low, ref)
+    assert torch.allclose(low, ref, atol=0.05)
+
+
+@pytest.mark.parametrize("kernel,groups,frames", [(16, 4, 37), (15, 4, 200), (128, 16, 499), (16, 4, 3000)])
+def test_positional_conv_by_fft_equals_the_convolution(kernel, groups, frames):
+    """Inference (no autograd) convolves by FFT in blocks; training keeps the convolution. 3000 frames
+    of a 16-tap kernel take more than one batch of blocks."""
+    from w2vcli.config import preset
+    from w2vcli.model.transformer import PositionalConvEmbedding
+
+    torch.manual_seed(kernel)
+    config = preset("tiny").replace(
+        hidden_size=64,
+        num_attention_heads=4,
+        num_conv_pos_embeddings=kernel,
+        num_conv_pos_embedding_groups=groups,
+    )
+    conv = PositionalConvEmbedding(config).eval()
+    torch.nn.init.normal_(conv.conv.weight_v, 0.0, 0.1)
+    torch.nn.init.uniform_(conv.conv.weight_g, 0.5, 2.0)
+    torch.nn.init.normal_(conv.conv.bias)
+    x = torch.randn(2, frames, 64)
+    with torch.no_grad():
+        fast = conv(x)
+    ref = conv(x)  # autograd on: the grouped convolution
+    assert fast.shape == ref.shape == x.shape
+    assert (fast - ref).abs().max() < 1e-4 * ref.abs().max()
+    state = {k: v * 1.5 for k, v in conv.state_dict().items()}
+    conv.load_state_dict(state)  # new weights: the cached spectrum must not be used
+    with torch.no_grad():
+        again = conv(x)
+    assert (again - conv(x)).abs().max() < 1e-4 * again.abs().max()
+    assert (again - fast).abs().max() > 1e-2
+
+
+def test_streamed_greedy_equals_greedy_over_stitched_logits(tmp_path):
+    """Greedy decoding per chunk, stitched, is greedy decoding of the stitched logits: same tokens,
+    same frames, same text. Tiny chunks put many borders inside the file."""
+    from w2vcli.chunking import ChunkPlan, stitch_greedy
+    from w2vcli.decoding import greedy_search, to_text
+    from w2vcli.pipelines._transcribe_engine import Prefetcher, run_events
+
+    d = tmp_path / "m"
+    make_hf_model(d, "layer", seed=3)
+    loaded = load_model(str(d), device="cpu")
+    path = write(tmp_path / "x.wav", babble(9.0, 3))
+    plan = ChunkPlan.from_seconds(1.0, 0.2, loaded.config)
+
+    def pieces(reduce):
+        prefetch = Prefetcher([path], plan, loaded.normalize)
+        try:
+            events = list(
+                run_events(prefetch, loaded.model, "cpu", 0, True, prefetch.pending, loaded.normalize, reduce)
+            )
+        finally:
+            prefetch.close()
+        assert [ev.kind for ev, _, _ in events] == ["end"]
+        return events[0][1]
+
+    logits = pieces(None)
+    assert len(logits) >= 10
+    whole = greedy_search(np.concatenate([lg for _, lg in logits]))
+    hyp = stitch_greedy(pieces(greedy_search))
+    assert len(whole.ids) > 20
+    assert (hyp.ids, hyp.starts, hyp.ends) == (whole.ids, whole.starts, whole.ends)
+    text = run([path], d, chunk_seconds=1.0, stride_seconds=0.2)[0]["text"]
+    assert text == to_text(whole, loaded.vocab)
+
+
 def test_expand_dirs_manifests_stdin_and_name_collisions(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for rel in ["corpus/a/x.wav", "corpus/b/x.wav", "corpus/a/x.flac", "corpus/a/notes.txt", "other/y.wav"]:
