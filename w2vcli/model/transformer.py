@@ -74,7 +74,9 @@ class PositionalConvEmbedding(nn.Module):
         return self._spectrum[1]
 
 
-def fft_conv(x: torch.Tensor, spectrum: torch.Tensor, bias: torch.Tensor, kernel: int, n: int) -> torch.Tensor:
+def fft_conv(
+    x: torch.Tensor, spectrum: torch.Tensor, bias: torch.Tensor, kernel: int, n: int
+) -> torch.Tensor:
     """`F.conv1d(x, w, bias, padding=kernel // 2, groups=G)` over time for x (B, T, D), trimmed to T
     frames, by overlap-save: blocks of n padded frames overlap by kernel - 1, and each block's
     circular correlation with w is exact on its first n - kernel + 1 frames."""
@@ -117,8 +119,10 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
         b, t, d = x.shape
         dtype = self.inference_dtype if not self.training and self.inference_dtype else None
-        q, k, v = (p(x).view(b, t, self.heads, d // self.heads).transpose(1, 2).to(dtype) for p in
-                   (self.q_proj, self.k_proj, self.v_proj))  # (B, H, T, D/H)
+        q, k, v = (
+            p(x).view(b, t, self.heads, d // self.heads).transpose(1, 2).to(dtype)
+            for p in (self.q_proj, self.k_proj, self.v_proj)
+        )  # (B, H, T, D/H)
         y = F.scaled_dot_product_attention(
             q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
         )  # (B, H, T, D/H), laid out as (B, T, H, D/H): the reshape below is free
