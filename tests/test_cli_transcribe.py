@@ -160,3 +160,10 @@ def test_usage_errors_and_no_model(tmp_path):
     r = w2v("transcribe", wav, env={"W2V_MODEL": "", "HF_HUB_CACHE": str(tmp_path / "cache")})
     assert r.returncode == 1 and "W2V_MODEL" in r.stderr and "--model" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_int8_from_the_command_line(hf_dir, clips):
+    r = w2v("transcribe", clips / "a/x.wav", "-m", hf_dir, "--int8", "--device", "cpu")
+    assert r.returncode == 0, r.stderr
+    fast = json.loads(r.stdout)
+    assert fast["text"] and fast["duration"] == pytest.approx(1.0, abs=0.01)
