@@ -193,3 +193,18 @@ def test_finetune_from_scratch_and_clear_init_errors(labelled, tmp_path):
     assert load_checkpoint(result.checkpoint).config.feature_grad_mult > 0
     with pytest.raises(UsageError, match="--init"):
         finetune(labelled, tmp_path / "x", small_train(max_updates=1), str(tmp_path / "missing"), small_model())
+
+
+def test_best_checkpoint_ranks_by_the_chosen_error_rate_ties_broken_by_the_other():
+    from w2vcli.config import TrainConfig
+    from w2vcli.errors import UsageError
+    from w2vcli.train import _rank
+
+    still_wrong_words = {"wer": 1.0, "cer": 0.7}
+    worse_chars = {"wer": 1.0, "cer": 0.9}
+    fewer_word_errors = {"wer": 0.99, "cer": 0.95}
+    assert _rank(still_wrong_words, "wer") < _rank(worse_chars, "wer")
+    assert _rank(fewer_word_errors, "wer") < _rank(still_wrong_words, "wer")
+    assert _rank(still_wrong_words, "cer") < _rank(fewer_word_errors, "cer")
+    with pytest.raises(UsageError, match="--best-by"):
+        TrainConfig(best_by="loss").validate()

@@ -226,6 +226,7 @@ class TrainConfig:
     gumbel_end: float = 0.5
     gumbel_decay: float = 0.999995
     # Fine-tuning.
+    best_by: str = "wer"  # fine-tuning: RUN/best is the lowest validation "wer" or "cer"
     train_feature_encoder: bool | None = None  # fine-tuning: None = only when training from scratch
     freeze_updates: int = 0  # whole transformer frozen (only the CTC head trains) for these updates
     valid_every: int = 500
@@ -253,6 +254,8 @@ class TrainConfig:
             problems.append("--crop-seconds must be positive")
         if not 0 < self.gumbel_decay <= 1:
             problems.append("--gumbel-decay must be in (0, 1]")
+        if self.best_by not in ("wer", "cer"):
+            problems.append("--best-by must be wer or cer")
         if not 0 < self.gumbel_end <= self.gumbel_start:
             problems.append("Gumbel temperatures need 0 < --gumbel-end <= --gumbel-start")
         if problems:

@@ -290,9 +290,15 @@ class Trainer:
         record = {"update": self.update, **{f"valid_{k}": v for k, v in result.items()}}
         self.log.write(record)
         self.emit("valid", record)
-        key = "wer"
-        if key in result and (not self.best or result[key] < self.best[key]):
+        if "wer" in result and (not self.best or _rank(result, self.cfg.best_by) < _rank(self.best, self.cfg.best_by)):
             self.best = {"update": self.update, **result}
             self.run.save_best(model, self.vocab, **{f"valid_{k}": v for k, v in self.best.items()}, **self.info)
             self.emit("best", record)
 
+
+
+def _rank(result: dict, best_by: str) -> tuple[float, float]:
+    """Order of validation results: the chosen error rate, ties broken by the other one (a run whose
+    WER is still 100% keeps improving in CER)."""
+    other = "cer" if best_by == "wer" else "wer"
+    return result[best_by], result[other]

@@ -22,6 +22,7 @@ def finetune(
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate (tri-stage schedule).")] = 5e-5,
     warmup: Annotated[float, typer.Option("--warmup", help="Warm-up (below 1: fraction of --max-updates).")] = 0.1,
     hold: Annotated[float, typer.Option("--hold", help="Updates at the peak lr (below 1: fraction).")] = 0.4,
+    best_by: Annotated[str, typer.Option("--best-by", help="RUN/best keeps the lowest validation wer or cer (ties broken by the other).")] = "wer",
     train_feature_encoder: Annotated[bool | None, typer.Option("--train-feature-encoder/--freeze-feature-encoder", help="Whether the CNN feature encoder learns; default: it does from scratch (--init none), it stays frozen on a pretrained model.", show_default=False)] = None,
     freeze_updates: Annotated[int, typer.Option("--freeze-updates", help="Train only the CTC head for the first N updates.")] = 0,
     valid_every: Annotated[int, typer.Option("--valid-every", help="Validate (WER/CER) every N updates.")] = 200,
@@ -53,7 +54,7 @@ def finetune(
                  "mask_feature_prob": mask_channel_prob, "mask_feature_length": mask_channel_length}
     cfg = TrainConfig(max_updates=max_updates, max_minutes=max_minutes, batch_seconds=batch_seconds,
                       accumulate=accumulate, lr=lr, schedule="tri_stage", warmup=warmup, hold=hold, eps=1e-8,
-                      weight_decay=0.0, train_feature_encoder=train_feature_encoder, freeze_updates=freeze_updates, valid_every=valid_every, clip_norm=clip_norm,
+                      weight_decay=0.0, train_feature_encoder=train_feature_encoder, best_by=best_by, freeze_updates=freeze_updates, valid_every=valid_every, clip_norm=clip_norm,
                       amp=amp, save_every=save_every, log_every=log_every, keep=keep, fresh=fresh, device=device,
                       seed=seed, workers=workers)
     with TrainDisplay("fine-tuning") as display:
