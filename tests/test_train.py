@@ -207,4 +207,4 @@ def test_best_checkpoint_ranks_by_the_chosen_error_rate_ties_broken_by_the_other
     assert _rank(fewer_word_errors, "wer") < _rank(still_wrong_words, "wer")
     assert _rank(still_wrong_words, "cer") < _rank(fewer_word_errors, "cer")
     with pytest.raises(UsageError, match="--best-by"):
-        TrainConfig(best_by="loss").validate()
+        TrainConfig(best_by="loss")
