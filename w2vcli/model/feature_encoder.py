@@ -33,14 +33,27 @@ class ConvBlock(nn.Module):
             self.layer_norm = nn.LayerNorm(c_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C_in, 1, N) -> (B, C_out, 1, N'), channels-last
-        # A channels-last weight makes oneDNN produce channels-last output even from a 1-channel input.
-        weight = self.conv.weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)
-        x = F.conv2d(x, weight, self.conv.bias, stride=(1, self.conv.stride[0]))
+        if self.conv.in_channels == 1:
+            x = self._conv_mono(x[:, 0, 0])
+        else:
+            weight = self.conv.weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)
+            x = F.conv2d(x, weight, self.conv.bias, stride=(1, self.conv.stride[0]))
         if self.norm == "group":
             x = self.layer_norm(x)
         elif self.norm == "layer":  # normalise channels per frame: (B, 1, N', C) is contiguous here
             x = self.layer_norm(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
         return F.gelu(x)
+
+    def _conv_mono(self, wav: torch.Tensor) -> torch.Tensor:
+        """The first layer, on the waveform (B, N), as one matmul over its frames: oneDNN gives a
+        1-channel input a plain-layout output (and a slow kernel), which the next layer would copy.
+        Returns (B, C, 1, N') over (B, N', C) memory, i.e. channels-last."""
+        k, s = self.conv.kernel_size[0], self.conv.stride[0]
+        frames = wav.unfold(-1, k, s)  # (B, N', k), a view
+        weight = self.conv.weight[:, 0, :].t()  # (k, C)
+        y = frames @ weight if self.conv.bias is None else torch.addmm(
+            self.conv.bias, frames.reshape(-1, k), weight).view(*frames.shape[:2], -1)  # (B, N', C)
+        return y[:, None].permute(0, 3, 1, 2)
 
 
 class FeatureEncoder(nn.Module):
