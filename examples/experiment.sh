@@ -33,17 +33,26 @@ w2v prep "$data/unlabelled" --out "$out/data/unlabelled" --unlabelled --valid-pe
 w2v prep "$data/labelled" "$data/dev" --out "$out/data/labelled" --valid-percent 33.3
 w2v prep "$data/test" --out "$out/data/test" --valid-percent 0
 
+# Schedules are sized to the time budget: updates a minute on 2 quiet cores (halved when the two arms
+# share the machine), so that the learning rate and the Gumbel temperature finish their course in time.
+if [ "${EXP_PARALLEL:-0}" = 1 ]; then pt_rate=${PRETRAIN_RATE:-45}; ft_rate=${FINETUNE_RATE:-80}
+else pt_rate=${PRETRAIN_RATE:-150}; ft_rate=${FINETUNE_RATE:-160}; fi
+pretrain_updates=$(python3 -c "print(int($pretrain_min * $pt_rate))")
+ft_updates=$(python3 -c "print(int($finetune_min * $ft_rate))")
+scratch_updates=$(python3 -c "print(int($scratch_min * $ft_rate))")
+# The Gumbel temperature falls from 20 to 0.5 over the first 40% of pretraining.
+gumbel_decay=$(python3 -c "print(round((0.5 / 20) ** (1 / (0.4 * $pretrain_updates)), 6))")
+
 # The small-scale recipe (examples/RESULTS.md): short sparse masks, 20 negatives from a 2 x 64 codebook,
-# a strong diversity loss, and a Gumbel temperature held low, at ~150 updates a minute on 2 cores.
-pretrain_updates=$(python3 -c "print(int($pretrain_min * 150))")
+# a strong diversity loss, and a high starting temperature so the quantizer's soft gradient flows.
 recipe=(--preset tiny --batch-seconds 16 --crop-seconds 4 --lr 1e-3 --warmup 50
         --num-negatives 20 --codebook-size 64 --mask-prob 0.3 --mask-length 5
-        --diversity-weight 0.5 --gumbel-start 0.5 --gumbel-end 0.5)
-
-# Fine-tuning: tri-stage schedule over the time budget at ~60 updates a minute, validation on dev.
-finetune=(--batch-seconds 30 --lr 1e-3 --valid-every 100 --log-every 25)
-ft_updates=$(python3 -c "print(int($finetune_min * 60))")
-scratch_updates=$(python3 -c "print(int($scratch_min * 60))")
+        --diversity-weight 0.5 --gumbel-start 20 --gumbel-decay "$gumbel_decay" --log-every 25)
+# Fine-tuning, the same for both arms: small batches (more updates out of CTC's all-blank plateau),
+# tri-stage lr, light time and channel masking, validation on dev, RUN/best by CER. The CNN learns
+# in both arms: from scratch it must, and the pretrained one is not yet phase-invariant enough to freeze.
+finetune=(--batch-seconds 10 --lr 2e-3 --valid-every 100 --log-every 25 --best-by cer --train-feature-encoder
+          --mask-prob 0.1 --mask-length 5 --mask-channel-prob 0.05 --mask-channel-length 16)
 
 pretrained_arm() {
   w2v pretrain "$out/data/unlabelled" --out "$out/pretrain" --max-minutes "$pretrain_min" \

@@ -33,8 +33,8 @@ def pretraining_summary(run: Path) -> dict | None:
     rows = [r for r in _metrics(run) if "accuracy" in r]
     if not rows:
         return None
-    config = json.loads((run / "last" / "config.json").read_text()) if (run / "last" / "config.json").exists() else {}
-    k = config.get("num_negatives", 100)
+    settings = json.loads((run / "train.json").read_text()) if (run / "train.json").exists() else {}
+    k = settings.get("model", {}).get("num_negatives", 100)
     elapsed, last, at10 = 0.0, 0, None
     for r in rows:
         if r.get("updates_per_s"):
