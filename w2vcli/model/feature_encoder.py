@@ -33,6 +33,8 @@ class ConvBlock(nn.Module):
             self.layer_norm = nn.LayerNorm(c_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C_in, 1, N) -> (B, C_out, 1, N'), channels-last
+        if self.conv.in_channels == 1 and self.norm == "group" and not torch.is_grad_enabled():
+            return F.gelu(self._conv_group_norm_mono(x[:, 0, 0]))
         if self.conv.in_channels == 1:
             x = self._conv_mono(x[:, 0, 0])
         else:
@@ -53,6 +55,23 @@ class ConvBlock(nn.Module):
         weight = self.conv.weight[:, 0, :].t()  # (k, C)
         y = frames @ weight if self.conv.bias is None else torch.addmm(
             self.conv.bias, frames.reshape(-1, k), weight).view(*frames.shape[:2], -1)  # (B, N', C)
+        return y[:, None].permute(0, 3, 1, 2)
+
+    def _conv_group_norm_mono(self, wav: torch.Tensor) -> torch.Tensor:
+        """Inference: the first layer's conv and GroupNorm as one matmul. Each channel is a linear map of
+        the frames, so its mean and variance over time follow from the frames' mean (k,) and covariance
+        (k, k), and the norm's per-channel affine folds into per-utterance weights. (B, N) -> (B, C, 1, N')."""
+        k, s = self.conv.kernel_size[0], self.conv.stride[0]
+        frames = wav.unfold(-1, k, s)  # (B, N', k)
+        f = frames.double()  # the statistics subtract large terms: keep them exact
+        mean = f.mean(1)  # (B, k)
+        cov = torch.einsum("btk,btl->bkl", f, f) / f.shape[1] - mean[:, :, None] * mean[:, None, :]
+        w = self.conv.weight[:, 0, :].double()  # (C, k)
+        var = torch.einsum("ck,bkl,cl->bc", w, cov, w)  # (B, C) each channel's variance over time
+        scale = self.layer_norm.weight.double() / torch.sqrt(var + self.layer_norm.eps)  # (B, C)
+        shift = self.layer_norm.bias.double() - scale * (mean @ w.t())  # (B, C): the conv bias cancels
+        weight = (scale[:, :, None] * w).transpose(1, 2).to(wav.dtype)  # (B, k, C)
+        y = torch.baddbmm(shift[:, None, :].to(wav.dtype), frames, weight)  # (B, N', C)
         return y[:, None].permute(0, 3, 1, 2)
 
 
