@@ -96,7 +96,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--amp", action="store_true", help="bf16/fp16 autocast on CUDA")
+    p.add_argument("--amp", action="store_true", help="autocast for both models: bf16/fp16 on CUDA, bf16 on CPUs with AMX")
     a = p.parse_args()
     device = torch.device(a.device)
     torch.manual_seed(0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import socket
@@ -13,6 +14,7 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
 from tests.train_helpers import make_corpus, small_model, small_train
+from w2vcli.model_source import cpu_has_amx
 from w2vcli.pipelines.pretrain import PretrainTask, pretrain
 from w2vcli.rundir import RunDir, load_trainer_state
 
@@ -208,3 +210,26 @@ def test_best_checkpoint_ranks_by_the_chosen_error_rate_ties_broken_by_the_other
     assert _rank(still_wrong_words, "cer") < _rank(fewer_word_errors, "cer")
     with pytest.raises(UsageError, match="--best-by"):
         TrainConfig(best_by="loss")
+
+
+def test_mixed_precision_is_fp32_on_cpu_unless_asked_and_bf16_needs_amx(monkeypatch):
+    import w2vcli.model_source as model_source
+    from w2vcli.errors import UsageError
+    from w2vcli.train import amp_dtype
+
+    cpu = torch.device("cpu")
+    assert amp_dtype(cpu, None) is None and amp_dtype(cpu, False) is None
+    monkeypatch.setattr(model_source, "cpu_has_amx", lambda: False)
+    with pytest.raises(UsageError, match="AMX"):
+        amp_dtype(cpu, True)
+    monkeypatch.setattr(model_source, "cpu_has_amx", lambda: True)
+    assert amp_dtype(cpu, True) == torch.bfloat16
+
+
+@pytest.mark.skipif(not cpu_has_amx(), reason="no AMX-BF16 CPU")
+def test_pretraining_in_bf16_on_an_amx_cpu_gives_finite_losses(corpus, tmp_path):
+    events = []
+    result = pretrain(corpus, tmp_path / "bf16", small_train(max_updates=3, amp=True, log_every=1), small_model(),
+                      on_event=events.append)
+    losses = [e.metrics["loss"] for e in events if e.kind == "log"]
+    assert result.update == 3 and len(losses) == 3 and all(math.isfinite(loss) for loss in losses)

@@ -212,7 +212,8 @@ class TrainConfig:
     eps: float = 1e-6
     weight_decay: float = 0.01
     clip_norm: float = 10.0  # 0: no clipping (the norm is still logged)
-    amp: bool = True  # mixed precision on GPUs (bf16 where supported, else fp16 + loss scaling)
+    amp: bool | None = None  # None: on GPUs (bf16 where supported, else fp16 + loss scaling), off on CPUs;
+    # True on a CPU: bf16, which needs AMX-BF16 (without it bf16 matmuls are far slower than fp32)
     device: str = "auto"
     seed: int = 0
     workers: int = 0

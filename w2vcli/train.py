@@ -32,6 +32,7 @@ import torch
 from w2vcli import distributed
 from w2vcli.config import TrainConfig
 from w2vcli.distributed import Dist
+from w2vcli.errors import UsageError
 from w2vcli.metrics import MetricsLog
 from w2vcli.rundir import RunDir, load_trainer_state, load_weights, rng_state, set_rng_state
 from w2vcli.schedule import lr_at
@@ -70,11 +71,21 @@ def micro_seed(seed: int, epoch: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, index, 0x7261]).generate_state(1)[0])
 
 
-def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
-    """bf16 on GPUs that have it, else fp16; None (fp32) on CPU and MPS or when disabled."""
-    if not enabled or device.type != "cuda":
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+def amp_dtype(device: torch.device, enabled: bool | None) -> torch.dtype | None:
+    """The autocast dtype, None for fp32. GPUs: on unless disabled, bf16 where supported, else fp16.
+    CPUs: only when asked (enabled=True), bf16, and only on AMX-BF16 hardware, the one kind of CPU
+    where bf16 matmuls beat fp32. MPS: fp32."""
+    if device.type == "cuda":
+        if enabled is False:
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and enabled:
+        from w2vcli.model_source import cpu_has_amx
+
+        if not cpu_has_amx():
+            raise UsageError("--amp on a CPU needs AMX-BF16 (without it bf16 is far slower than fp32); drop --amp")
+        return torch.bfloat16
+    return None
 
 
 class Trainer:

@@ -31,7 +31,7 @@ def finetune(
     mask_channel_prob: Annotated[float, typer.Option("--mask-channel-prob", help="Channel-mask probability x length.")] = 0.25,
     mask_channel_length: Annotated[int, typer.Option("--mask-channel-length", help="Channel-mask span.")] = 64,
     clip_norm: ClipNorm = 10.0,
-    amp: Amp = True,
+    amp: Amp = None,
     save_every: SaveEvery = 200,
     log_every: LogEvery = 10,
     keep: Annotated[int, typer.Option("--keep", help="Checkpoints to keep (besides best/).")] = 2,

@@ -30,7 +30,7 @@ def pretrain(
     gumbel_start: Annotated[float, typer.Option("--gumbel-start", help="Initial Gumbel softmax temperature (higher: softer straight-through gradient into the quantizer).")] = 2.0,
     gumbel_end: Annotated[float, typer.Option("--gumbel-end", help="Final Gumbel softmax temperature.")] = 0.5,
     clip_norm: ClipNorm = 10.0,
-    amp: Amp = True,
+    amp: Amp = None,
     save_every: SaveEvery = 500,
     log_every: LogEvery = 10,
     keep: Annotated[int, typer.Option("--keep", help="Checkpoints to keep.")] = 2,
