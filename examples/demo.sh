@@ -17,9 +17,9 @@ w2v prep "$mini/labelled" "$mini/dev" --out "$out/labelled" --valid-percent 20
 w2v prep "$mini/test" --out "$out/test" --valid-percent 0
 
 step "pretrain: self-supervised, on the unlabelled folder as it is ($minutes min)"
-# The small-scale recipe of examples/RESULTS.md, its schedules sized to ~150 updates a minute on 2 cores:
+# The small-scale recipe of examples/RESULTS.md, its schedules sized to ~180 updates a minute on 2 cores:
 # the Gumbel temperature falls from 20 to 0.5 over the first 40% of the updates.
-pt_updates=$((minutes * 150))
+pt_updates=$((minutes * 180))
 gumbel_decay=$(python3 -c "print(round((0.5 / 20) ** (1 / (0.4 * $pt_updates)), 6))")
 w2v pretrain "$mini/unlabelled" --out "$out/pretrain" --preset tiny --max-minutes "$minutes" \
   --max-updates "$pt_updates" --batch-seconds 16 --crop-seconds 4 --lr 1e-3 --warmup 50 \
@@ -29,7 +29,7 @@ w2v pretrain "$mini/unlabelled" --out "$out/pretrain" --preset tiny --max-minute
 step "finetune: CTC on $(wc -l < "$out/labelled/train.jsonl") labelled utterances ($minutes min)"
 # examples/RESULTS.md: small batches, lr 2e-3, light masking, and a CNN that keeps learning.
 w2v finetune "$out/labelled" --init "$out/pretrain" --out "$out/finetune" --max-minutes "$minutes" \
-  --max-updates $((minutes * 160)) --batch-seconds 10 --lr 2e-3 --valid-every 100 --best-by cer \
+  --max-updates $((minutes * 280)) --batch-seconds 10 --lr 2e-3 --valid-every 100 --best-by cer \
   --train-feature-encoder --mask-prob 0.1 --mask-length 5 --mask-channel-prob 0.05 --mask-channel-length 16
 
 step "transcribe the held-out test set"
