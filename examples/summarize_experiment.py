@@ -19,14 +19,20 @@ def _metrics(run: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
 
 
-def _minutes(rows: list[dict]) -> float:
-    """Training minutes from the logged throughput (sum of update intervals)."""
-    last, total = 0, 0.0
+def _elapsed(rows: list[dict]) -> list[tuple[dict, float]]:
+    """Each row with the training seconds up to it, from the logged throughput (sum of update intervals)."""
+    last, total, out = 0, 0.0, []
     for r in rows:
         if r.get("updates_per_s"):
             total += (r["update"] - last) / r["updates_per_s"]
         last = r["update"]
-    return total / 60
+        out.append((r, total))
+    return out
+
+
+def _minutes(rows: list[dict]) -> float:
+    timed = _elapsed(rows)
+    return timed[-1][1] / 60 if timed else 0.0
 
 
 def pretraining_summary(run: Path) -> dict | None:
@@ -35,13 +41,7 @@ def pretraining_summary(run: Path) -> dict | None:
         return None
     settings = json.loads((run / "train.json").read_text()) if (run / "train.json").exists() else {}
     k = settings.get("model", {}).get("num_negatives", 100)
-    elapsed, last, at10 = 0.0, 0, None
-    for r in rows:
-        if r.get("updates_per_s"):
-            elapsed += (r["update"] - last) / r["updates_per_s"]
-        last = r["update"]
-        if at10 is None and elapsed >= 600:
-            at10 = r
+    at10 = next((r for r, seconds in _elapsed(rows) if seconds >= 600), None)
     tail = rows[-5:]
     return {
         "updates": rows[-1]["update"], "minutes": round(_minutes(rows), 1), "chance_accuracy": round(1 / (k + 1), 4),
