@@ -3,6 +3,7 @@
     python bench/bench_pretrain.py --preset tiny --batch 4 --seconds 4 --steps 5
     python bench/bench_pretrain.py --preset tiny --conv-dim 256 --batch 4 --seconds 4 --steps 5
     python bench/bench_pretrain.py --preset base --device cuda --amp
+    python bench/bench_pretrain.py --preset base --batch 2 --seconds 4 --amp-ours   # bf16 (AMX) vs fp32
 
 Same config (our preset converted with `config_to_hf`), same weights, same batch, masks and
 negatives, same AdamW; a training step is forward + backward + optimizer step. Prints the
@@ -67,9 +68,10 @@ def step_theirs(model, opt, wav, mask, neg):
     opt.zero_grad(set_to_none=True)
 
 
-def timed(runs, device, dtype, warmup: int, steps: int) -> dict[str, float]:
-    """Median seconds per step of each (name, step, model, inputs); steps alternate between the
-    models so that load from other processes on a shared machine hits both alike."""
+def timed(runs, device, dtypes: dict, warmup: int, steps: int) -> dict[str, float]:
+    """Median seconds per step of each (name, step, model, inputs), under autocast to dtypes[name]
+    (None: off); steps alternate between the models so that load from other processes on a shared
+    machine hits both alike."""
     opts = {name: torch.optim.AdamW(model.parameters(), lr=1e-5, betas=(0.9, 0.98), eps=1e-6)
             for name, _, model, _ in runs}
     times: dict[str, list[float]] = {name: [] for name, *_ in runs}
@@ -78,6 +80,7 @@ def timed(runs, device, dtype, warmup: int, steps: int) -> dict[str, float]:
             if device.type == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
+            dtype = dtypes[name]
             with torch.autocast(device.type, dtype, enabled=dtype is not None):
                 step(model, opts[name], *inputs)
             if device.type == "cuda":
@@ -97,19 +100,23 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--device", default="cpu")
     p.add_argument("--amp", action="store_true", help="autocast for both models: bf16/fp16 on CUDA, bf16 on CPUs with AMX")
+    p.add_argument("--amp-ours", action="store_true",
+                   help="autocast ours only: `--amp` training against transformers' default fp32")
     a = p.parse_args()
     device = torch.device(a.device)
     torch.manual_seed(0)
     config, ours, theirs = models(a.preset, device, a.conv_dim)
     inputs = batch(config, a.batch, a.seconds, device)
-    dtype = amp_dtype(device, a.amp)
+    dtype = amp_dtype(device, a.amp or a.amp_ours)
+    dtypes = {"w2vcli": dtype, "transformers": None if a.amp_ours else dtype}
     audio = a.batch * a.seconds
     print(f"{a.preset} (conv {config.conv_dim[0]}): {sum(p.numel() for p in ours.parameters()) / 1e6:.1f}M params, batch {a.batch} x "
           f"{a.seconds:g} s, {int(inputs[1].sum())} masked frames, {device}, "
-          f"{dtype or 'fp32'}, {torch.get_num_threads()} threads")
+          f"w2vcli {dtypes['w2vcli'] or 'fp32'}, transformers {dtypes['transformers'] or 'fp32'}, "
+          f"{torch.get_num_threads()} threads")
     runs = [("w2vcli", step_ours, ours, inputs), ("transformers", step_theirs, theirs, inputs)]
     results = {}
-    for name, seconds in timed(runs, device, dtype, a.warmup, a.steps).items():
+    for name, seconds in timed(runs, device, dtypes, a.warmup, a.steps).items():
         results[name] = audio / seconds
         print(f"{name:>13}: {seconds * 1000:8.1f} ms/step  {results[name]:8.1f} audio-s/s")
     print(f"ratio w2vcli / transformers: {results['w2vcli'] / results['transformers']:.2f}x")

@@ -39,8 +39,9 @@ sys.path.insert(0, str(ROOT))
 
 from w2vcli.checkpoint import save_checkpoint  # noqa: E402
 from w2vcli.config import preset  # noqa: E402
+from w2vcli.distributed import cpu_has_amx  # noqa: E402
 from w2vcli.model import Wav2Vec2ForCTC  # noqa: E402
-from w2vcli.model_source import cpu_has_amx, load_model  # noqa: E402
+from w2vcli.model_source import load_model  # noqa: E402
 from w2vcli.pipelines.transcribe import TranscribeOptions, expand, transcribe  # noqa: E402
 from w2vcli.text import Vocabulary  # noqa: E402
 

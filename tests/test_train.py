@@ -14,7 +14,7 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
 from tests.train_helpers import make_corpus, small_model, small_train
-from w2vcli.model_source import cpu_has_amx
+from w2vcli.distributed import cpu_has_amx
 from w2vcli.pipelines.pretrain import PretrainTask, pretrain
 from w2vcli.rundir import RunDir, load_trainer_state
 
@@ -213,16 +213,16 @@ def test_best_checkpoint_ranks_by_the_chosen_error_rate_ties_broken_by_the_other
 
 
 def test_mixed_precision_is_fp32_on_cpu_unless_asked_and_bf16_needs_amx(monkeypatch):
-    import w2vcli.model_source as model_source
+    import w2vcli.distributed as distributed
     from w2vcli.errors import UsageError
     from w2vcli.train import amp_dtype
 
     cpu = torch.device("cpu")
     assert amp_dtype(cpu, None) is None and amp_dtype(cpu, False) is None
-    monkeypatch.setattr(model_source, "cpu_has_amx", lambda: False)
+    monkeypatch.setattr(distributed, "cpu_has_amx", lambda: False)
     with pytest.raises(UsageError, match="AMX"):
         amp_dtype(cpu, True)
-    monkeypatch.setattr(model_source, "cpu_has_amx", lambda: True)
+    monkeypatch.setattr(distributed, "cpu_has_amx", lambda: True)
     assert amp_dtype(cpu, True) == torch.bfloat16
 
 

@@ -201,54 +201,6 @@ def test_int8_on_amx_packs_for_onednn_and_runs_attention_in_bf16(tmp_path):
     assert (ref.argmax(-1) == got.argmax(-1)).float().mean() > 0.8
 
 
-def test_attention_inference_dtype_is_ignored_in_training():
-    from w2vcli.config import preset
-    from w2vcli.model.transformer import Attention
-
-    torch.manual_seed(0)
-    attn = Attention(preset("tiny").replace(attention_dropout=0.0))
-    x = torch.randn(2, 30, 256)
-    ref = attn(x, None)
-    attn.inference_dtype = torch.bfloat16
-    assert torch.equal(attn(x, None), ref)  # training mode: fp32 as always
-    with torch.no_grad():
-        low = attn.eval()(x, None)
-    assert low.dtype == torch.float32 and not torch.equal(low, ref)
-    assert torch.allclose(low, ref, atol=0.05)
-
-
-@pytest.mark.parametrize("kernel,groups,frames", [(16, 4, 37), (15, 4, 200), (128, 16, 499), (16, 4, 3000)])
-def test_positional_conv_by_fft_equals_the_convolution(kernel, groups, frames):
-    """Inference (no autograd) convolves by FFT in blocks; training keeps the convolution. 3000 frames
-    of a 16-tap kernel take more than one batch of blocks."""
-    from w2vcli.config import preset
-    from w2vcli.model.transformer import PositionalConvEmbedding
-
-    torch.manual_seed(kernel)
-    config = preset("tiny").replace(
-        hidden_size=64,
-        num_attention_heads=4,
-        num_conv_pos_embeddings=kernel,
-        num_conv_pos_embedding_groups=groups,
-    )
-    conv = PositionalConvEmbedding(config).eval()
-    torch.nn.init.normal_(conv.conv.weight_v, 0.0, 0.1)
-    torch.nn.init.uniform_(conv.conv.weight_g, 0.5, 2.0)
-    torch.nn.init.normal_(conv.conv.bias)
-    x = torch.randn(2, frames, 64)
-    with torch.no_grad():
-        fast = conv(x)
-    ref = conv(x)  # autograd on: the grouped convolution
-    assert fast.shape == ref.shape == x.shape
-    assert (fast - ref).abs().max() < 1e-4 * ref.abs().max()
-    state = {k: v * 1.5 for k, v in conv.state_dict().items()}
-    conv.load_state_dict(state)  # new weights: the cached spectrum must not be used
-    with torch.no_grad():
-        again = conv(x)
-    assert (again - conv(x)).abs().max() < 1e-4 * again.abs().max()
-    assert (again - fast).abs().max() > 1e-2
-
-
 def test_streamed_greedy_equals_greedy_over_stitched_logits(tmp_path):
     """Greedy decoding per chunk, stitched, is greedy decoding of the stitched logits: same tokens,
     same frames, same text. Tiny chunks put many borders inside the file."""

@@ -82,7 +82,8 @@ def _open_failure(path: Path, e: Exception) -> BadAudio:
     return BadAudio(CORRUPT, f"{path}: corrupt or truncated ({msg})")
 
 
-def _open(path: Path) -> sf.SoundFile:
+def open_audio(path: Path) -> sf.SoundFile:
+    """An open libsndfile handle for reading in blocks; raises BadAudio with the reason it cannot open."""
     try:
         return sf.SoundFile(str(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as e:
@@ -91,7 +92,7 @@ def _open(path: Path) -> sf.SoundFile:
 
 def probe_audio(path: str | os.PathLike) -> AudioInfo:
     """Header facts without decoding; raises BadAudio for anything libsndfile cannot open."""
-    with _open(Path(path)) as f:
+    with open_audio(Path(path)) as f:
         return AudioInfo(f.samplerate, f.channels, f.frames, f.format, f.subtype)
 
 
@@ -109,7 +110,7 @@ def decode_checked(
     Returns (wav, info) with wav of shape (N,). Raises BadAudio.
     """
     path = Path(path)
-    with _open(path) as f:
+    with open_audio(path) as f:
         info = AudioInfo(f.samplerate, f.channels, f.frames, f.format, f.subtype)
         if info.frames == 0:
             raise BadAudio(EMPTY, f"{path}: no audio samples")

@@ -19,7 +19,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from w2vcli.audio import SAMPLE_RATE, BadAudio, _open
+from w2vcli.audio import SAMPLE_RATE, BadAudio, open_audio
 from w2vcli.decoding import Hypothesis
 from w2vcli.errors import UsageError
 
@@ -142,7 +142,7 @@ def mean_std(blocks: Iterable[np.ndarray], eps: float = 1e-7) -> tuple[float, fl
 
 def read_blocks(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> Iterator[np.ndarray]:
     """Mono float32 blocks at `sample_rate`, decoded and resampled a few seconds at a time. Raises BadAudio."""
-    with _open(path) as f:
+    with open_audio(path) as f:
         sr = f.samplerate
         stream = (
             soxr.ResampleStream(sr, sample_rate, 1, dtype="float32", quality="HQ")

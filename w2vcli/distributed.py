@@ -61,6 +61,16 @@ def select_device(name: str, dist: Dist) -> torch.device:
     raise UsageError(f"--device must be auto, cpu, cuda, cuda:N or mps, not {name!r}")
 
 
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX bfloat16 and int8 tiles (read on Linux; elsewhere we do not guess)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            flags = next((line.split() for line in f if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return "amx_bf16" in flags and "amx_int8" in flags
+
+
 def init(dist: Dist, device: torch.device) -> None:
     if dist.enabled and not torch_dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"

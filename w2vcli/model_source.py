@@ -108,6 +108,7 @@ def load_model(spec: str | None, device: str = "cpu", int8: bool = False) -> Loa
     """Resolve, load (converting Hugging Face weights), check it is a CTC model with a vocabulary."""
 
     from w2vcli.convert import load_any
+    from w2vcli.distributed import cpu_has_amx
     from w2vcli.text import SPM_FILE, load_vocabulary
 
     path = resolve_model(spec)
@@ -174,13 +175,3 @@ def _autocast_bf16(forward):
             return forward(*args).float()
 
     return run
-
-
-def cpu_has_amx() -> bool:
-    """Whether this CPU has AMX bfloat16 and int8 tiles (read on Linux; elsewhere we do not guess)."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            flags = next((line.split() for line in f if line.startswith("flags")), [])
-    except OSError:
-        return False
-    return "amx_bf16" in flags and "amx_int8" in flags

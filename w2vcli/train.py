@@ -80,9 +80,7 @@ def amp_dtype(device: torch.device, enabled: bool | None) -> torch.dtype | None:
             return None
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if device.type == "cpu" and enabled:
-        from w2vcli.model_source import cpu_has_amx
-
-        if not cpu_has_amx():
+        if not distributed.cpu_has_amx():
             raise UsageError("--amp on a CPU needs AMX-BF16 (without it bf16 is far slower than fp32); drop --amp")
         return torch.bfloat16
     return None

@@ -1,0 +1,84 @@
+"""The model's inference-only fast paths (no autograd, CPU) agree with the plain computation."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from w2vcli.config import preset
+from w2vcli.model.feature_encoder import ConvBlock
+from w2vcli.model.transformer import Attention, PositionalConvEmbedding
+
+
+@pytest.mark.parametrize("samples", [5, 6, 7, 8, 9, 401, 1602])
+@pytest.mark.parametrize("bias", [True, False])
+def test_kernel3_stride2_conv_by_winograd_equals_the_convolution(samples, bias):
+    """Odd and even output counts (the last output of an odd count has no partner), with and without
+    bias; training and batches keep the convolution."""
+    torch.manual_seed(samples)
+    block = ConvBlock(48, 40, 3, 2, bias, None).eval()
+    x = torch.randn(1, 48, 1, samples).contiguous(memory_format=torch.channels_last)
+    ref = F.gelu(F.conv1d(x[:, :, 0], block.conv.weight, block.conv.bias, stride=2))
+    with torch.no_grad():
+        assert block._winograd_applies(x)
+        fast = block(x)
+    assert fast.shape == (1, 40, 1, (samples - 3) // 2 + 1)
+    assert fast.is_contiguous(memory_format=torch.channels_last)
+    assert (fast[:, :, 0] - ref).abs().max() < 1e-5
+    assert not block._winograd_applies(x)  # autograd on: the convolution
+    with torch.no_grad():
+        assert not block._winograd_applies(x.expand(2, -1, -1, -1))
+
+
+def test_first_layer_group_norm_folded_into_the_matmul_equals_conv_then_norm():
+    torch.manual_seed(0)
+    block = ConvBlock(1, 64, 10, 5, False, "group").eval()
+    torch.nn.init.uniform_(block.layer_norm.weight, 0.5, 2.0)
+    torch.nn.init.normal_(block.layer_norm.bias)
+    wav = torch.randn(2, 1, 1, 4003) * 0.3 + 0.1
+    ref = block(wav)  # autograd on: conv, GroupNorm, GELU
+    with torch.no_grad():
+        fast = block(wav)
+    assert fast.shape == ref.shape == (2, 64, 1, 799)
+    assert (fast - ref).abs().max() < 1e-4
+
+
+def test_attention_inference_dtype_is_ignored_in_training():
+    torch.manual_seed(0)
+    attn = Attention(preset("tiny").replace(attention_dropout=0.0))
+    x = torch.randn(2, 30, 256)
+    ref = attn(x, None)
+    attn.inference_dtype = torch.bfloat16
+    assert torch.equal(attn(x, None), ref)  # training mode: fp32 as always
+    with torch.no_grad():
+        low = attn.eval()(x, None)
+    assert low.dtype == torch.float32 and not torch.equal(low, ref)
+    assert torch.allclose(low, ref, atol=0.05)
+
+
+@pytest.mark.parametrize("kernel,groups,frames", [(16, 4, 37), (15, 4, 200), (128, 16, 499), (16, 4, 3000)])
+def test_positional_conv_by_fft_equals_the_convolution(kernel, groups, frames):
+    """Inference (no autograd) convolves by FFT in blocks; training keeps the convolution. 3000 frames
+    of a 16-tap kernel take more than one batch of blocks."""
+    torch.manual_seed(kernel)
+    config = preset("tiny").replace(
+        hidden_size=64,
+        num_attention_heads=4,
+        num_conv_pos_embeddings=kernel,
+        num_conv_pos_embedding_groups=groups,
+    )
+    conv = PositionalConvEmbedding(config).eval()
+    torch.nn.init.normal_(conv.conv.weight_v, 0.0, 0.1)
+    torch.nn.init.uniform_(conv.conv.weight_g, 0.5, 2.0)
+    torch.nn.init.normal_(conv.conv.bias)
+    x = torch.randn(2, frames, 64)
+    with torch.no_grad():
+        fast = conv(x)
+    ref = conv(x)  # autograd on: the grouped convolution
+    assert fast.shape == ref.shape == x.shape
+    assert (fast - ref).abs().max() < 1e-4 * ref.abs().max()
+    state = {k: v * 1.5 for k, v in conv.state_dict().items()}
+    conv.load_state_dict(state)  # new weights: the cached spectrum must not be used
+    with torch.no_grad():
+        again = conv(x)
+    assert (again - conv(x)).abs().max() < 1e-4 * again.abs().max()
+    assert (again - fast).abs().max() > 1e-2
