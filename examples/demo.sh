@@ -19,12 +19,10 @@ w2v prep "$mini/test" --out "$out/test" --valid-percent 0
 step "pretrain: self-supervised, on the unlabelled folder as it is ($minutes min)"
 # The small-scale recipe of examples/RESULTS.md, its schedules sized to ~180 updates a minute on 2 cores:
 # the Gumbel temperature falls from 20 to 0.5 over the first 40% of the updates.
-pt_updates=$((minutes * 180))
-gumbel_decay=$(python3 -c "print(round((0.5 / 20) ** (1 / (0.4 * $pt_updates)), 6))")
 w2v pretrain "$mini/unlabelled" --out "$out/pretrain" --preset tiny --max-minutes "$minutes" \
-  --max-updates "$pt_updates" --batch-seconds 16 --crop-seconds 4 --lr 1e-3 --warmup 50 \
+  --max-updates $((minutes * 180)) --batch-seconds 16 --crop-seconds 4 --lr 1e-3 --warmup 50 \
   --num-negatives 20 --codebook-size 64 --mask-prob 0.3 --mask-length 5 --diversity-weight 0.5 \
-  --gumbel-start 20 --gumbel-decay "$gumbel_decay"
+  --gumbel-start 20 --gumbel-anneal 0.4
 
 step "finetune: CTC on $(wc -l < "$out/labelled/train.jsonl") labelled utterances ($minutes min)"
 # examples/RESULTS.md: small batches, lr 2e-3, light masking, and a CNN that keeps learning.

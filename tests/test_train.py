@@ -233,3 +233,23 @@ def test_pretraining_in_bf16_on_an_amx_cpu_gives_finite_losses(corpus, tmp_path)
                       on_event=events.append)
     losses = [e.metrics["loss"] for e in events if e.kind == "log"]
     assert result.update == 3 and len(losses) == 3 and all(math.isfinite(loss) for loss in losses)
+
+
+def test_gumbel_anneal_fits_the_temperature_schedule_to_the_run_and_a_misfit_is_warned():
+    from w2vcli.config import TrainConfig
+    from w2vcli.errors import UsageError
+    from w2vcli.model.quantizer import gumbel_temperature
+
+    cfg = TrainConfig(max_updates=1000, gumbel_start=20.0, gumbel_end=0.5, gumbel_anneal=0.4)
+    temperature = [gumbel_temperature(u, 20.0, 0.5, cfg.gumbel_decay_rate()) for u in (0, 200, 399, 401, 1000)]
+    assert temperature[0] == 20.0 and math.isclose(temperature[1], math.sqrt(20.0 * 0.5), rel_tol=1e-6)
+    assert temperature[2] > 0.5 and temperature[3] == temperature[4] == 0.5  # reaches the end at 40%, then holds
+    assert TrainConfig(gumbel_decay=0.99).gumbel_decay_rate() == 0.99  # without anneal: the decay given
+    with pytest.raises(UsageError, match="--gumbel-anneal"):
+        TrainConfig(gumbel_anneal=1.5)
+    metrics = {"code_perplexity": 50.0, "contrastive": 1.0, "contrastive_bits": 1.4, "accuracy": 0.5}
+    paper = PretrainTask(small_model(), TrainConfig(max_updates=2000))  # 0.999995: 400k updates' schedule
+    assert any("--gumbel-anneal" in w for w in paper.check(metrics, 1))
+    assert paper.check(metrics, 2) == []  # once
+    fitted = PretrainTask(small_model(), TrainConfig(max_updates=2000, gumbel_anneal=0.7))
+    assert fitted.check(metrics, 1) == []

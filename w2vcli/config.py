@@ -226,6 +226,8 @@ class TrainConfig:
     gumbel_start: float = 2.0
     gumbel_end: float = 0.5
     gumbel_decay: float = 0.999995
+    gumbel_anneal: float | None = None  # fraction of max_updates over which the temperature falls from
+    # gumbel_start to gumbel_end (then holds); replaces gumbel_decay, which suits one run length only
     # Fine-tuning.
     best_by: str = "wer"  # fine-tuning: RUN/best is the lowest validation "wer" or "cer"
     train_feature_encoder: bool | None = None  # fine-tuning: None = only when training from scratch
@@ -255,6 +257,8 @@ class TrainConfig:
             problems.append("--crop-seconds must be positive")
         if not 0 < self.gumbel_decay <= 1:
             problems.append("--gumbel-decay must be in (0, 1]")
+        if self.gumbel_anneal is not None and not 0 < self.gumbel_anneal <= 1:
+            problems.append("--gumbel-anneal must be in (0, 1]: a fraction of --max-updates")
         if self.best_by not in ("wer", "cer"):
             problems.append("--best-by must be wer or cer")
         if not 0 < self.gumbel_end <= self.gumbel_start:
@@ -263,6 +267,13 @@ class TrainConfig:
             from w2vcli.errors import UsageError
 
             raise UsageError("; ".join(problems))
+
+    def gumbel_decay_rate(self) -> float:
+        """The per-update temperature decay: from gumbel_anneal when given, else gumbel_decay."""
+        if self.gumbel_anneal is None:
+            return self.gumbel_decay
+        steps = max(1.0, self.gumbel_anneal * self.max_updates)
+        return (self.gumbel_end / self.gumbel_start) ** (1.0 / steps)
 
     def updates(self, value: float) -> int:
         """A `warmup`/`hold` value in updates: below 1 it is a fraction of max_updates."""

@@ -26,7 +26,8 @@ def pretrain(
     mask_prob: Annotated[float | None, typer.Option("--mask-prob", help="Span-mask probability x length (0.65: about half masked).")] = None,
     mask_length: Annotated[int | None, typer.Option("--mask-length", help="Masked span length in frames.")] = None,
     diversity_weight: Annotated[float | None, typer.Option("--diversity-weight", help="Weight of the codebook diversity loss (0.1 in the paper).")] = None,
-    gumbel_decay: Annotated[float, typer.Option("--gumbel-decay", help="Gumbel temperature start -> end as max(start x decay^update, end); 0.999995 suits 400k updates, ~0.999 a few thousand.")] = 0.999995,
+    gumbel_decay: Annotated[float | None, typer.Option("--gumbel-decay", help="Gumbel temperature start -> end as max(start x decay^update, end). Default 0.999995 (the paper's), which suits 400k updates.", show_default=False)] = None,
+    gumbel_anneal: Annotated[float | None, typer.Option("--gumbel-anneal", help="Instead of --gumbel-decay: reach --gumbel-end after this fraction of --max-updates (the paper's schedule is ~0.7).")] = None,
     gumbel_start: Annotated[float, typer.Option("--gumbel-start", help="Initial Gumbel softmax temperature (higher: softer straight-through gradient into the quantizer).")] = 2.0,
     gumbel_end: Annotated[float, typer.Option("--gumbel-end", help="Final Gumbel softmax temperature.")] = 0.5,
     clip_norm: ClipNorm = 10.0,
@@ -46,15 +47,19 @@ def pretrain(
     from w2vcli.cli._train_display import TrainDisplay, finish
     from w2vcli.config import TrainConfig
     from w2vcli.config import preset as get_preset
+    from w2vcli.errors import UsageError
     from w2vcli.pipelines.pretrain import pretrain as run_pretrain
 
+    if gumbel_decay is not None and gumbel_anneal is not None:
+        raise UsageError("give --gumbel-decay or --gumbel-anneal, not both")
     model = get_preset(preset)
     changes = {"num_negatives": num_negatives, "num_codevectors_per_group": codebook_size,
                "mask_time_prob": mask_prob, "mask_time_length": mask_length,
                "diversity_loss_weight": diversity_weight}
     model = model.replace(**{k: v for k, v in changes.items() if v is not None})
     cfg = TrainConfig(max_updates=max_updates, max_minutes=max_minutes, batch_seconds=batch_seconds,
-                      accumulate=accumulate, lr=lr, warmup=warmup, crop_seconds=crop_seconds, gumbel_decay=gumbel_decay,
+                      accumulate=accumulate, lr=lr, warmup=warmup, crop_seconds=crop_seconds,
+                      gumbel_decay=0.999995 if gumbel_decay is None else gumbel_decay, gumbel_anneal=gumbel_anneal,
                       gumbel_start=gumbel_start, gumbel_end=gumbel_end,
                       clip_norm=clip_norm,
                       amp=amp, save_every=save_every, log_every=log_every, keep=keep, fresh=fresh, device=device,

@@ -54,7 +54,7 @@ class PretrainTask:
 
     def begin_update(self, model, update: int) -> bool:
         self.temperature = gumbel_temperature(update, self.cfg.gumbel_start, self.cfg.gumbel_end,
-                                              self.cfg.gumbel_decay)
+                                              self.cfg.gumbel_decay_rate())
         model.quantizer.temperature = self.temperature
         return False
 
@@ -89,8 +89,16 @@ class PretrainTask:
         return m
 
     def check(self, metrics: dict, update: int) -> list[str]:
-        """Health warnings, once each: codebook collapse, loss stuck at chance after warm-up."""
+        """Health warnings, once each: a temperature schedule that does not fit the run, codebook
+        collapse, loss stuck at chance after warm-up."""
         c, out = self.config, []
+        cfg = self.cfg
+        last = gumbel_temperature(cfg.max_updates, cfg.gumbel_start, cfg.gumbel_end, cfg.gumbel_decay_rate())
+        if last > 1.05 * cfg.gumbel_end and "schedule" not in self.warned:
+            self.warned.add("schedule")
+            out.append(f"the Gumbel temperature only falls to {last:.2f} (not {cfg.gumbel_end:g}) by update "
+                       f"{cfg.max_updates}: --gumbel-decay {cfg.gumbel_decay:g} suits a longer run; "
+                       f"--gumbel-anneal 0.7 fits the schedule to this one")
         groups, k = c.num_codevector_groups, c.num_negatives
         if metrics["code_perplexity"] < 1.5 * groups and "collapse" not in self.warned:
             self.warned.add("collapse")
