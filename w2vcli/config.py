@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from w2vcli.errors import W2VError
+from w2vcli.fsutil import atomic_write
 
 CONFIG_FILE = "config.json"
 
@@ -119,10 +120,7 @@ class ModelConfig:
 
     def save(self, directory: str | os.PathLike, extra: dict | None = None) -> Path:
         path = Path(directory) / CONFIG_FILE
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps({**self.to_dict(), **(extra or {})}, indent=2) + "\n")
-        os.replace(tmp, path)
-        return path
+        return atomic_write(path, json.dumps({**self.to_dict(), **(extra or {})}, indent=2) + "\n")
 
     @classmethod
     def load(cls, directory: str | os.PathLike) -> ModelConfig:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from w2vcli.errors import W2VError
+from w2vcli.fsutil import atomic_open
 
 
 @dataclass
@@ -61,8 +62,7 @@ def read_manifest(path: str | os.PathLike) -> list[Utterance]:
 def write_manifest(path: str | os.PathLike, utts: list[Utterance]) -> None:
     """Write atomically (temporary name, then rename); `audio` is written relative to the manifest."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_open(path, sync=True) as f:
         for u in utts:
             d = u.to_json()
             audio = Path(u.audio)
@@ -72,6 +72,3 @@ def write_manifest(path: str | os.PathLike, utts: list[Utterance]) -> None:
                 except ValueError:
                     pass
             f.write(json.dumps(d, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)

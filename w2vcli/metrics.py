@@ -11,6 +11,8 @@ import math
 import os
 from pathlib import Path
 
+from w2vcli.fsutil import atomic_write
+
 BLOCKS = " ▁▂▃▄▅▆▇█"
 
 
@@ -25,9 +27,7 @@ class MetricsLog:
         if not self.enabled or not self.path.is_file():
             return
         kept = [r for r in read_metrics(self.path) if r.get("update", 0) <= update]
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
-        os.replace(tmp, self.path)
+        atomic_write(self.path, "".join(json.dumps(r) + "\n" for r in kept), sync=True)
 
     def write(self, record: dict) -> None:
         if not self.enabled:

@@ -30,18 +30,10 @@ from safetensors.torch import load_file
 
 from w2vcli.checkpoint import WEIGHTS_FILE, is_checkpoint, save_checkpoint
 from w2vcli.errors import W2VError
+from w2vcli.fsutil import atomic_write
 
 TRAINER_FILE, LAST_FILE, SETTINGS_FILE, METRICS_FILE = "trainer.pt", "last", "train.json", "metrics.jsonl"
 _UPDATE_DIR = re.compile(r"^update-(\d+)$")
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def rng_state() -> dict:
@@ -88,7 +80,7 @@ class RunDir:
 
     def write_settings(self, settings: dict) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
-        _atomic_write(self.settings, (json.dumps(settings, indent=2, default=str) + "\n").encode())
+        atomic_write(self.settings, (json.dumps(settings, indent=2, default=str) + "\n").encode(), sync=True)
 
     def complete(self, ckpt: Path) -> bool:
         return is_checkpoint(ckpt) and (ckpt / TRAINER_FILE).is_file()
@@ -117,12 +109,12 @@ class RunDir:
         tmp = self.checkpoints / f".update-{update}.partial"
         shutil.rmtree(tmp, ignore_errors=True)
         save_checkpoint(model, tmp, vocab, update=update, **info)
-        _atomic_write(tmp / TRAINER_FILE, _tensor_bytes(trainer))
+        atomic_write(tmp / TRAINER_FILE, _tensor_bytes(trainer), sync=True)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
         _fsync_dir(self.checkpoints)
-        _atomic_write(self.last_file, json.dumps({"checkpoint": f"checkpoints/{final.name}", "update": update}).encode())
+        atomic_write(self.last_file, json.dumps({"checkpoint": f"checkpoints/{final.name}", "update": update}).encode(), sync=True)
         for _, old in self.updates()[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
         return final

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from w2vcli.errors import W2VError
+from w2vcli.fsutil import atomic_write
 
 PAD, BOS, EOS, UNK, WORD_SEP = "<pad>", "<s>", "</s>", "<unk>", "|"
 SPECIALS = (PAD, BOS, EOS, UNK, WORD_SEP)
@@ -83,11 +84,7 @@ class Vocabulary:
         return re.sub(r" +", " ", "".join(pieces)).strip()
 
     def save(self, directory: str | os.PathLike) -> Path:
-        path = Path(directory) / VOCAB_FILE
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.index, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-        return path
+        return atomic_write(Path(directory) / VOCAB_FILE, json.dumps(self.index, ensure_ascii=False, indent=1) + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Vocabulary:
@@ -182,11 +179,7 @@ class SentencePieceVocabulary:
         return {c for c in text if c != " " and c not in known}
 
     def save(self, directory: str | os.PathLike) -> Path:
-        path = Path(directory) / SPM_FILE
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_bytes(self.model_proto)
-        os.replace(tmp, path)
-        return path
+        return atomic_write(Path(directory) / SPM_FILE, self.model_proto)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> SentencePieceVocabulary:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from w2vcli.fsutil import atomic_write
 
 _FORMAT_HELP = "auto (by extension, then content), jsonl, tsv, kaldi or trn."
 _OP_STYLE = {"sub": "yellow", "del": "red", "ins": "green"}
@@ -58,10 +59,8 @@ def _write_json(data: dict, path: str) -> None:
         typer.echo(text, nl=False)
         return
     target = Path(path)
-    tmp = target.with_name(target.name + ".tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, target)
+        atomic_write(target, text)
     except OSError as e:
         raise W2VError(f"cannot write {path}: {e.strerror or e}") from None
 

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from w2vcli.audio import UNREADABLE
+from w2vcli.fsutil import atomic_open
 from w2vcli.pipelines._prep_convert import DECODER_ERROR, WRITE_ERROR, Job
 
 CACHE_FILE = ".prep-cache.jsonl"
@@ -74,8 +75,6 @@ class ConversionCache:
         if self._journal is not None:
             self._journal.close()
             self._journal = None
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
+        with atomic_open(self.path) as f:
             for entry in self.entries.values():
                 f.write(json.dumps(entry, ensure_ascii=False) + "\n")
-        os.replace(tmp, self.path)

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
+from w2vcli.fsutil import atomic_open, atomic_write
 from w2vcli.manifest import Utterance
 from w2vcli.text import SPM_FILE, VOCAB_FILE, SentencePieceVocabulary, Vocabulary
 
@@ -55,17 +55,9 @@ def save_vocab(out_dir: Path, vocab) -> None:
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
+    with atomic_open(path) as f:
         for row in rows:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-
-
-def write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def write_fairseq(out_dir: Path, splits: dict[str, list[Utterance]], sample_rate: int) -> list[str]:
@@ -75,16 +67,16 @@ def write_fairseq(out_dir: Path, splits: dict[str, list[Utterance]], sample_rate
     for split, utts in splits.items():
         rows = [str(out_dir.resolve())]
         rows += [f"{Path(u.audio).as_posix()}\t{round(u.duration * sample_rate)}" for u in utts]
-        write_text(out_dir / f"{split}.tsv", "\n".join(rows) + "\n")
+        atomic_write(out_dir / f"{split}.tsv", "\n".join(rows) + "\n")
         written.append(f"{split}.tsv")
         if utts and all(u.text is not None for u in utts):
             ltr = [" ".join(w for w in u.text.replace(" ", "|")) + " |" for u in utts]
             letters.update(c for line in ltr for c in line.split(" "))
-            write_text(out_dir / f"{split}.ltr", "".join(line + "\n" for line in ltr))
-            write_text(out_dir / f"{split}.wrd", "".join(u.text + "\n" for u in utts))
+            atomic_write(out_dir / f"{split}.ltr", "".join(line + "\n" for line in ltr))
+            atomic_write(out_dir / f"{split}.wrd", "".join(u.text + "\n" for u in utts))
             written += [f"{split}.ltr", f"{split}.wrd"]
     if letters:
-        write_text(out_dir / "dict.ltr.txt", "".join(f"{c} {n}\n" for c, n in letters.most_common()))
+        atomic_write(out_dir / "dict.ltr.txt", "".join(f"{c} {n}\n" for c, n in letters.most_common()))
         written.append("dict.ltr.txt")
     return written
 

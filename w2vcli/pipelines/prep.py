@@ -18,6 +18,7 @@ from pathlib import Path
 from w2vcli import __version__
 from w2vcli.audio import SAMPLE_RATE
 from w2vcli.errors import UsageError
+from w2vcli.fsutil import atomic_write
 from w2vcli.inputs import scan
 from w2vcli.manifest import Utterance, write_manifest
 from w2vcli.pipelines import _prep_outputs as outputs
@@ -154,7 +155,7 @@ def prepare(
         options=asdict(options),
         elapsed=round(time.monotonic() - started, 3),
     )
-    outputs.write_text(out / REPORT_FILE, json.dumps(report.to_json(), ensure_ascii=False, indent=1) + "\n")
+    atomic_write(out / REPORT_FILE, json.dumps(report.to_json(), ensure_ascii=False, indent=1) + "\n")
     return report
 
 

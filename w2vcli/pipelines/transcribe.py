@@ -32,6 +32,7 @@ from w2vcli.decoding import (
     word_timestamps,
 )
 from w2vcli.formats import render
+from w2vcli.fsutil import atomic_write
 from w2vcli.pipelines._transcribe_engine import Prefetcher, run_events
 from w2vcli.pipelines._transcribe_inputs import Item, expand
 
@@ -164,11 +165,5 @@ def write_outputs(result: dict, item: Item, out_dir: str | os.PathLike, formats:
     paths = output_paths(item, out_dir, formats)
     for fmt, path in zip(formats, paths, strict=True):
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            tmp.write_text(render(result, fmt), encoding="utf-8")
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        atomic_write(path, render(result, fmt))
     return paths
