@@ -253,3 +253,45 @@ def test_gumbel_anneal_fits_the_temperature_schedule_to_the_run_and_a_misfit_is_
     assert paper.check(metrics, 2) == []  # once
     fitted = PretrainTask(small_model(), TrainConfig(max_updates=2000, gumbel_anneal=0.7))
     assert fitted.check(metrics, 1) == []
+
+
+def _validate_rank(rank: int, port: int, data, out) -> None:
+    from w2vcli.distributed import Dist, init, shutdown
+    from w2vcli.manifest import read_manifest
+    from w2vcli.pipelines.finetune import make_validator
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist = Dist(rank, 2, rank)
+    init(dist, torch.device("cpu"))
+    model, vocab = _validation_model(data)
+    result = make_validator(read_manifest(data / "valid.jsonl"), vocab, small_train(batch_seconds=1.5),
+                            torch.device("cpu"), dist)(model)
+    (out / f"rank{rank}.json").write_text(json.dumps(result))
+    shutdown(dist)
+
+
+def _validation_model(data):
+    from w2vcli.model import Wav2Vec2ForCTC
+    from w2vcli.text import load_vocabulary
+
+    vocab = load_vocabulary(data)
+    torch.manual_seed(0)
+    model = Wav2Vec2ForCTC(small_model(vocab_size=len(vocab), pad_token_id=vocab.blank_id)).eval()
+    torch.nn.init.normal_(model.lm_head.weight, 0.0, 3.0)  # spread the outputs: some characters, not all blank
+    return model, vocab
+
+
+@pytest.mark.slow
+def test_validation_under_ddp_splits_the_set_and_sums_the_edits_to_the_one_process_rates(tmp_path):
+    from w2vcli.manifest import read_manifest
+    from w2vcli.pipelines.finetune import make_validator
+
+    data = make_corpus(tmp_path / "data", n=2, labelled=True, valid=5)  # 5: shards of 3 and 2
+    model, vocab = _validation_model(data)
+    one = make_validator(read_manifest(data / "valid.jsonl"), vocab, small_train(batch_seconds=1.5),
+                         torch.device("cpu"))(model)
+    mp.start_processes(_validate_rank, args=(_free_port(), data, tmp_path), nprocs=2, start_method="spawn")
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert 0 < one["cer"] and ranks[0] == ranks[1]
+    assert all(math.isclose(ranks[0][k], one[k], rel_tol=1e-5) for k in ("wer", "cer", "loss"))

@@ -289,13 +289,14 @@ class Trainer:
             self.emit("warning", message=message)
 
     def _validate(self) -> None:
-        if not self.dist.main:
-            return
+        """Every rank validates its share (the validator sums over ranks); the main one records it."""
         model = distributed.unwrap(self.model)
         model.eval()
         with torch.no_grad(), torch.autocast(self.device.type, self.dtype, enabled=self.dtype is not None):
             result = self.validate(model)
         model.train()
+        if not self.dist.main:
+            return
         record = {"update": self.update, **{f"valid_{k}": v for k, v in result.items()}}
         self.log.write(record)
         self.emit("valid", record)

@@ -29,7 +29,7 @@ from w2vcli.model import Wav2Vec2ForCTC
 from w2vcli.pipelines._training import load_split, open_run, resolve_data, resume_config, setup
 from w2vcli.pipelines.pretrain import frame_lengths
 from w2vcli.rundir import RunDir
-from w2vcli.scoring import char_edits, total, word_edits
+from w2vcli.scoring import EditCounts, char_edits, error_rate, word_edits
 from w2vcli.text import load_vocabulary
 from w2vcli.train import Trainer, TrainResult
 
@@ -97,22 +97,32 @@ class FinetuneTask:
         return []
 
 
-def make_validator(utts, vocab, cfg: TrainConfig, device: torch.device):
-    """A function model -> {"wer", "cer", "loss"} over `utts` (greedy decoding, whole set each call)."""
-    loader = make_loader(utts, cfg.batch_seconds, vocab=vocab, shuffle=False, max_batch_size=cfg.max_batch_size)
-    refs = {u.id: u.text for u in utts}
+def make_validator(utts, vocab, cfg: TrainConfig, device: torch.device, dist: distributed.Dist | None = None):
+    """A function model -> {"wer", "cer", "loss"} over `utts` (greedy decoding, whole set each call).
 
+    Under DDP each rank decodes its own share (every world_size-th utterance by duration) and the
+    edit counts are summed over the ranks, so every rank gets the same rates for the whole set."""
+    dist = dist or distributed.Dist()
+    shard = sorted(utts, key=lambda u: u.duration)[dist.rank :: dist.world_size]
+    loader = make_loader(shard, cfg.batch_seconds, vocab=vocab, shuffle=False,
+                         max_batch_size=cfg.max_batch_size) if shard else []
+    refs = {u.id: u.text for u in shard}
+
+    @torch.no_grad()
     def validate(model) -> dict:
-        words, chars, loss = [], [], 0.0
+        words, chars, loss = EditCounts(), EditCounts(), 0.0
         for batch in loader:
             batch = batch.to(device)
             logits, frames, _ = model(batch.waveforms, batch.lengths)
             loss += float(ctc_loss(logits, frames, batch.labels, batch.label_lengths, blank=vocab.blank_id))
             for uid, hyp in zip(batch.ids, decode(logits.float(), frames, blank_id=vocab.blank_id)):
                 text = to_text(hyp, vocab)
-                words.append(word_edits(refs[uid], text))
-                chars.append(char_edits(refs[uid], text))
-        return {"wer": total(words).rate, "cer": total(chars).rate, "loss": loss / max(len(utts), 1)}
+                words += word_edits(refs[uid], text)
+                chars += char_edits(refs[uid], text)
+        sums = torch.tensor([words.errors, words.ref_len, chars.errors, chars.ref_len, loss], dtype=torch.float64)
+        w_err, w_ref, c_err, c_ref, loss = distributed.all_reduce(sums.to(device), dist).tolist()
+        return {"wer": error_rate(int(w_err), int(w_ref)), "cer": error_rate(int(c_err), int(c_ref)),
+                "loss": loss / max(len(utts), 1)}
 
     return validate
 
@@ -187,7 +197,7 @@ def finetune(data: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig, 
         loader = make_loader(utts, cfg.batch_seconds, vocab=vocab, max_batch_size=cfg.max_batch_size, seed=cfg.seed,
                              rank=dist.rank, world_size=dist.world_size, num_workers=cfg.workers,
                              pin_memory=device.type == "cuda")
-        validate = make_validator(valid, vocab, cfg, device) if valid and dist.main else None
+        validate = make_validator(valid, vocab, cfg, device, dist) if valid else None
         trainer = Trainer(model, FinetuneTask(config, cfg, train_cnn), loader, cfg, run, device, dist, on_event,
                           validate=validate, vocab=vocab, info={"task": "finetune", "init": init})
         if latest is not None:
