@@ -51,7 +51,7 @@ CUDA_BATCH_SECONDS = 240.0  # padded audio per batch on a GPU; on the CPU one at
 @dataclass
 class TranscribeOptions:
     chunk_seconds: float = 30.0  # 0: never chunk (memory then grows with the file)
-    stride_seconds: float = 5.0
+    stride_seconds: float = 2.5  # context each side of a chunk border: 30 s chunks compute 1.2x the audio
     batch_seconds: float | None = None  # None: auto (0 on CPU, CUDA_BATCH_SECONDS on CUDA)
     timestamps: str | None = None  # "word" or "char": added to each result
     beam: int = 1
