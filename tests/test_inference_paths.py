@@ -27,6 +27,7 @@ def test_kernel3_stride2_conv_by_winograd_equals_the_convolution(samples, bias):
     assert not block._winograd_applies(x)  # autograd on: the convolution
     with torch.no_grad():
         assert not block._winograd_applies(x.expand(2, -1, -1, -1))
+        assert not block._winograd_applies(x.contiguous())  # (B, C, 1, N) memory: the convolution
 
 
 def test_first_layer_group_norm_folded_into_the_matmul_equals_conv_then_norm():

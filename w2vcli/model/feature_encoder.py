@@ -52,6 +52,7 @@ class ConvBlock(nn.Module):
         """The kernel-3, stride-2 layers of one utterance at fp32 CPU inference (transcription)."""
         return (self.conv.kernel_size[0] == 3 and self.conv.stride[0] == 2 and x.shape[0] == 1
                 and x.shape[-1] >= 5 and x.device.type == "cpu" and x.dtype == torch.float32
+                and x.is_contiguous(memory_format=torch.channels_last)
                 and not torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu"))
 
     def _conv_k3s2(self, x: torch.Tensor) -> torch.Tensor:
