@@ -4,6 +4,7 @@ espeak-ng and flite voices, written as 16 kHz mono FLAC with `NAME.txt` transcri
 
     python examples/make_data.py                      # the bundled set -> examples/mini/
     python examples/make_data.py --large --out examples/large   # ~1 h unlabelled, for experiments
+    python examples/make_data.py --large --out examples/large --lm-text lm.txt   # text for `w2v lm`
 
 Splits: `unlabelled/` (audio only, several sentences per file, for pretraining), `labelled/`
 (fine-tuning), `dev/` and `test/` (held-out sentences, same voices). No sentence appears in two
@@ -134,6 +135,20 @@ def load_sentences(fortunes: Path = FORTUNES, files: tuple[str, ...] = FORTUNE_F
                 if s is not None:
                     seen.setdefault(sentence_key(s), s)
     return sorted(seen.values())
+
+
+def lm_sentences(out: Path, fortunes: Path = FORTUNES) -> list[str]:
+    """Text-only data for a language model: the fortune sentences spoken in none of OUT's unlabelled,
+    dev and test audio (the labelled transcripts are training data, so they stay)."""
+    meta = out / "metadata.tsv"
+    if not meta.is_file():
+        raise SystemExit(f"{meta} not found: build the set first")
+    spoken = set()
+    for line in meta.read_text(encoding="utf-8").splitlines()[1:]:
+        _, text, split, *_ = line.split("\t")
+        if split != "labelled":
+            spoken.update(sentence_key(s) for s in SPLIT_RE.split(text))
+    return [s for s in load_sentences(fortunes) if sentence_key(s) not in spoken]
 
 
 def parse_voices(spec: str | tuple[str, ...]) -> tuple[str, ...]:
@@ -354,8 +369,18 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--fortunes", type=Path, default=FORTUNES, help=f"fortune files folder (default {FORTUNES})"
     )
+    p.add_argument(
+        "--lm-text", type=Path, help="write OUT's text-only LM sentences (see lm_sentences) to this file and exit"
+    )
     args = p.parse_args(argv)
     name = "large" if args.large else "mini"
+    if args.lm_text:
+        out = args.out or Path(__file__).resolve().parent / name
+        sentences = lm_sentences(out, args.fortunes)
+        args.lm_text.write_text("".join(s + "\n" for s in sentences), encoding="utf-8")
+        print(f"wrote {args.lm_text}: {len(sentences)} sentences not spoken in {out}'s unlabelled, dev or test audio",
+              file=sys.stderr)
+        return
     preset = PRESETS[name]
     if args.voices:
         preset = Preset(preset.seconds, preset.sentences_per_unlabelled, parse_voices(args.voices))

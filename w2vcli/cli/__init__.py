@@ -12,7 +12,7 @@ import sys
 import typer
 
 from w2vcli import __version__
-from w2vcli.cli import convert, curves, finetune, info, prep, pretrain, score, transcribe
+from w2vcli.cli import convert, curves, finetune, info, lm, prep, pretrain, score, transcribe
 
 app = typer.Typer(
     name="w2v",
@@ -44,6 +44,7 @@ app.command("pretrain")(pretrain.pretrain)
 app.command("finetune")(finetune.finetune)
 app.command("transcribe")(transcribe.transcribe)
 app.command("score")(score.score)
+app.command("lm")(lm.lm)
 app.command("convert")(convert.convert)
 app.command("info")(info.info)
 app.command("curves")(curves.curves)
