@@ -132,15 +132,15 @@ def test_lm_text_keeps_only_sentences_never_spoken_outside_the_labelled_split(tm
     fortunes.mkdir()
     out.mkdir()
     sentences = ["Every cloud has a silver lining.", "Nothing ventured, nothing gained!", "Look before you leap.",
-                 "Haste makes waste.", "Time is money."]
+                 "Haste makes waste.", "Time is money for us."]
     (fortunes / "wisdom").write_text("".join(f"{x}\n%\n" for x in sentences))
     (out / "metadata.tsv").write_text(
         "path\ttext\tsplit\tvoice\trate\tpitch\tseconds\n"
         "u/0.flac\tEvery cloud has a silver lining. Haste makes waste.\tunlabelled\tespeak:en-us\t1\t1\t3.0\n"
-        "l/0.flac\tTime is money.\tlabelled\tespeak:en-us\t1\t1\t1.0\n"
+        "l/0.flac\tTime is money for us.\tlabelled\tespeak:en-us\t1\t1\t1.0\n"
         "t/0.flac\tLook before you leap.\ttest\tespeak:en-us\t1\t1\t1.0\n"
     )
-    assert make_data.lm_sentences(out, fortunes) == ["Nothing ventured, nothing gained!", "Time is money."]
+    assert make_data.lm_sentences(out, fortunes) == ["Nothing ventured, nothing gained!", "Time is money for us."]
 
 
 def test_plan_is_deterministic_and_voices_take_turns():
