@@ -46,16 +46,17 @@ if [ "${EXP_PARALLEL:-0}" = 1 ]; then pt_rate=${PRETRAIN_RATE:-105}; ft_rate=${F
 else pt_rate=${PRETRAIN_RATE:-150}; ft_rate=${FINETUNE_RATE:-160}; fi
 pt_rate=$(python3 -c "print($pt_rate * $speed)"); ft_rate=$(python3 -c "print($ft_rate * $speed)")
 pretrain_updates=$(python3 -c "print(int($pretrain_min * $pt_rate))")
-ft_updates=$(python3 -c "print(int($finetune_min * $ft_rate))")
+# The pretrained arm fine-tunes with its CNN frozen, ~1.3x the updates a minute (measured: 369 against
+# ~280 from scratch in bf16 on 2 cores).
+ft_updates=$(python3 -c "print(int($finetune_min * $ft_rate * 1.3))")
 scratch_updates=$(python3 -c "print(int($scratch_min * $ft_rate))")
-# The Gumbel temperature falls from 20 to 0.5 over the first 40% of pretraining.
-gumbel_decay=$(python3 -c "print(round((0.5 / 20) ** (1 / (0.4 * $pretrain_updates)), 6))")
 
 # The small-scale recipe (examples/RESULTS.md): short sparse masks, 20 negatives from a 2 x 64 codebook,
-# a strong diversity loss, and a high starting temperature so the quantizer's soft gradient flows.
+# a strong diversity loss, and a high starting temperature so the quantizer's soft gradient flows;
+# the temperature falls from 20 to 0.5 over the first 40% of the updates.
 recipe=(--preset tiny --batch-seconds 16 --crop-seconds 4 --lr 1e-3 --warmup 50
         --num-negatives 20 --codebook-size 64 --mask-prob 0.3 --mask-length 5
-        --diversity-weight 0.5 --gumbel-start 20 --gumbel-decay "$gumbel_decay" --log-every 25 "${amp[@]}")
+        --diversity-weight 0.5 --gumbel-start 20 --gumbel-anneal 0.4 --log-every 25 "${amp[@]}")
 # Fine-tuning, shared by both arms: small batches (more updates out of CTC's all-blank plateau),
 # tri-stage lr, light time and channel masking, validation on dev, RUN/best by CER.
 finetune=(--batch-seconds 10 --valid-every 100 --log-every 25 --best-by cer
