@@ -75,7 +75,10 @@ def estimate(sentences: Iterable[list[str]], order: int = 3) -> NgramModel:
     vocab = {g[0] for g in counts[0]} | {UNK}
     probs: list[dict[Ngram, float]] = [{} for _ in range(order)]
     backoffs: list[dict[Ngram, float]] = [{} for _ in range(order)]
-    lower = {(w,): 1.0 / len(vocab) for w in vocab}  # order 0: uniform
+
+    def lower(gram: Ngram) -> float:  # "order 0": uniform over the vocabulary and <unk>
+        return 1.0 / len(vocab)
+
     for n in range(1, order + 1):
         d = discounts(counts[n - 1].values())
         by_context: dict[Ngram, list[tuple[str, int]]] = defaultdict(list)
@@ -85,33 +88,29 @@ def estimate(sentences: Iterable[list[str]], order: int = 3) -> NgramModel:
             total = sum(c for _, c in followers)
             freed = sum(_discount(c, d) for _, c in followers) / total
             for w, c in followers:
-                below = lower.get((w,) if n == 1 else (*ctx[1:], w), 0.0)
+                below = lower((*ctx[1:], w))
                 probs[n - 1][(*ctx, w)] = (c - _discount(c, d)) / total + freed * below
             if n == 1:
                 for w in vocab - {f for f, _ in followers}:  # never seen as a unigram (<unk>): uniform share only
-                    probs[0][(w,)] = freed * lower[(w,)]
+                    probs[0][(w,)] = freed * lower((w,))
             else:
                 backoffs[n - 2][ctx] = freed
-        lower = _interpolated_lookup(probs, backoffs, n)
+        lower = _interpolated(probs, backoffs)
     probs[0].pop((BOS,), None)
     return NgramModel(order, probs, backoffs)
 
 
-def _interpolated_lookup(probs, backoffs, n: int):
-    """p(w | h) at order n for any (h, w): the stored value or gamma(h) x the order below (a dict view)."""
+def _interpolated(probs, backoffs):
+    """p(w | h) for any n-gram (h, w) up to the orders estimated so far: the stored value, or gamma(h)
+    times the order below."""
 
-    class Lookup(dict):
-        def get(self, gram, default=0.0):
-            while gram:
-                hit = probs[len(gram) - 1].get(gram)
-                if hit is not None:
-                    return hit
-                scale = backoffs[len(gram) - 2].get(gram[:-1], 1.0) if len(gram) > 1 else 1.0
-                p = self.get(gram[1:]) if len(gram) > 1 else default
-                return scale * p
-            return default
+    def p(gram: Ngram) -> float:
+        hit = probs[len(gram) - 1].get(gram)
+        if hit is not None or len(gram) == 1:
+            return hit or 0.0
+        return backoffs[len(gram) - 2].get(gram[:-1], 1.0) * p(gram[1:])
 
-    return Lookup()
+    return p
 
 
 def write_arpa(model: NgramModel, path: str | os.PathLike) -> None:
