@@ -138,10 +138,10 @@ def read_sentences(sources: list[str], lowercase: bool = True, strip_punctuation
                    stdin=None) -> list[list[str]]:
     """Sentences as word lists from text files (one per line), manifests (.jsonl: their "text"), `w2v prep`
     directories (train.jsonl and valid.jsonl) or "-" (stdin), normalised as `w2v prep` does."""
-    import json
     import sys
     from pathlib import Path
 
+    from w2vcli.manifest import read_manifest
     from w2vcli.text import normalize_text
 
     def lines_of(src: str) -> Iterable[str]:
@@ -156,16 +156,12 @@ def read_sentences(sources: list[str], lowercase: bool = True, strip_punctuation
             for m in manifests:
                 yield from lines_of(str(m))
             return
+        if path.suffix == ".jsonl":
+            yield from (u.text or "" for u in read_manifest(path))
+            return
         try:
             with open(path, encoding="utf-8") as f:
-                for n, line in enumerate(f, 1):
-                    if path.suffix != ".jsonl":
-                        yield line
-                        continue
-                    try:
-                        yield json.loads(line).get("text") or ""
-                    except (ValueError, AttributeError):
-                        raise W2VError(f"{src}:{n}: not a JSON object per line") from None
+                yield from f
         except FileNotFoundError:
             raise W2VError(f"{src}: no such file") from None
         except UnicodeDecodeError:
