@@ -59,7 +59,7 @@ def pretrain(
     model = model.replace(**{k: v for k, v in changes.items() if v is not None})
     cfg = TrainConfig(max_updates=max_updates, max_minutes=max_minutes, batch_seconds=batch_seconds,
                       accumulate=accumulate, lr=lr, warmup=warmup, crop_seconds=crop_seconds,
-                      gumbel_decay=0.999995 if gumbel_decay is None else gumbel_decay, gumbel_anneal=gumbel_anneal,
+                      gumbel_anneal=gumbel_anneal, **({} if gumbel_decay is None else {"gumbel_decay": gumbel_decay}),
                       gumbel_start=gumbel_start, gumbel_end=gumbel_end,
                       clip_norm=clip_norm,
                       amp=amp, save_every=save_every, log_every=log_every, keep=keep, fresh=fresh, device=device,
