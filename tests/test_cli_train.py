@@ -50,9 +50,27 @@ def test_pretrain_a_plain_folder_then_finetune_and_curves(audio, tmp_path):
     labelled = make_corpus(tmp_path / "lab", n=6, labelled=True, valid=2)
     ft = tmp_path / "ft"
     r = runner.invoke(app, ["finetune", str(labelled), "--init", str(run), "--out", str(ft), "--max-updates", "2",
-                            "--valid-every", "2", "--lr", "1e-3", *FAST[:4]])
+                            "--valid-every", "2", "--lr", "1e-3", "--speed-perturb", "0.9,1.1", "--dropout", "0.2",
+                            "--layerdrop", "0.1", *FAST[:4]])
     assert r.exit_code == 0, r.output
     assert "valid WER" in r.output and load_checkpoint(ft / "best").vocab is not None
+    settings = json.loads((ft / "train.json").read_text())
+    assert settings["train"]["speed_perturb"] == [0.9, 1.1]
+    assert settings["model"]["hidden_dropout"] == settings["model"]["attention_dropout"] == 0.2
+    assert settings["model"]["layerdrop"] == 0.1
+
+
+@pytest.mark.parametrize(("flag", "value", "message"), [
+    ("--speed-perturb", "0.9,fast", "comma-separated numbers"),
+    ("--speed-perturb", "0.9,3", "between 0.5 and 2"),
+    ("--dropout", "1.5", "must lie in [0, 1)"),
+])
+def test_bad_regularisation_flags_are_one_clear_line(audio, tmp_path, flag, value, message):
+    labelled = make_corpus(tmp_path / "lab", n=2, labelled=True, valid=1)
+    r = runner.invoke(app, ["finetune", str(labelled), "--init", "none", "--out", str(tmp_path / "ft"),
+                            flag, value, *FAST[:2]])
+    assert r.exit_code != 0 and message in str(r.exception or r.output)
+    assert not (tmp_path / "ft" / "checkpoints").exists()
 
 
 def test_curves_draws_metrics(tmp_path):

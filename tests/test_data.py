@@ -16,6 +16,7 @@ from w2vcli.data import (
     collate_padded,
     filter_utterances,
     make_loader,
+    perturb_speed,
 )
 from w2vcli.errors import W2VError
 from w2vcli.manifest import Utterance, read_manifest, write_manifest
@@ -287,3 +288,36 @@ def test_pin_memory_pins_every_tensor(corpus, vocab):
     utts, _ = corpus
     batch = next(iter(make_loader(utts, 1.0, vocab=vocab, pin_memory=True)))
     assert batch.waveforms.is_pinned() and batch.lengths.is_pinned() and batch.labels.is_pinned()
+
+
+def _peak_hz(wav: torch.Tensor) -> float:
+    spectrum = np.abs(np.fft.rfft(wav.numpy()))
+    return float(np.argmax(spectrum)) * SR / len(wav)
+
+
+def test_speed_perturbation_changes_tempo_and_pitch_together_and_keeps_labels():
+    t = np.arange(SR) / SR
+    tone = torch.from_numpy(np.sin(2 * np.pi * 400 * t).astype(np.float32))  # 1 s of 400 Hz
+    items = [Item("a", tone, SR, torch.tensor([3, 4]))]
+    for factor in (0.9, 1.1):
+        (out,) = perturb_speed(items, [factor])
+        assert abs(out.length - SR / factor) <= 2 and out.wav.shape == (out.length,) and out.wav.dtype == torch.float32
+        assert abs(_peak_hz(out.wav) - 400 * factor) < 3  # pitch moves with the tempo
+        assert torch.equal(out.labels, items[0].labels) and out.id == "a"
+    (same,) = perturb_speed(items, [1.0])
+    assert same is items[0]
+
+
+def test_speed_perturbed_loader_draws_per_item_and_is_reproducible(corpus, vocab):
+    utts, wavs = corpus
+    loader = make_loader(utts, 1.0, vocab=vocab, seed=3, speed_perturb=(0.9, 1.0, 1.1))
+    batches = list(loader)
+    lengths = {i: int(b.lengths[k]) for b in batches for k, i in enumerate(b.ids)}
+    ratios = {round(len(wavs[i]) / n, 1) for i, n in lengths.items()}
+    assert ratios == {0.9, 1.0, 1.1}  # 16 items: every factor drawn
+    for b in batches:
+        assert b.labels is not None and b.labels.shape[0] == len(b)
+    again = list(make_loader(utts, 1.0, vocab=vocab, seed=3, speed_perturb=(0.9, 1.0, 1.1)))
+    assert all(_same(a, b) for a, b in zip(batches, again, strict=True))
+    crops = list(make_loader(utts, 0.5, crop_seconds=0.1, seed=3, speed_perturb=(0.9, 1.1)))
+    assert all(b.waveforms.shape[1] <= 0.1 * SR for b in crops)

@@ -79,6 +79,10 @@ class ModelConfig:
             problems.append("codevector_dim must be divisible by num_codevector_groups")
         if self.diversity_loss_weight < 0 or self.num_negatives < 1 or self.num_codevectors_per_group < 2:
             problems.append("need diversity_loss_weight >= 0, num_negatives >= 1, num_codevectors_per_group >= 2")
+        rates = ("hidden_dropout", "attention_dropout", "activation_dropout", "feat_proj_dropout", "final_dropout",
+                 "layerdrop", "mask_time_prob", "mask_feature_prob")
+        if any(not 0 <= getattr(self, name) < 1 for name in rates):
+            problems.append("dropout, layerdrop and mask probabilities must lie in [0, 1)")
         if problems:
             raise W2VError("invalid model config: " + "; ".join(problems))
 
@@ -219,6 +223,7 @@ class TrainConfig:
     log_every: int = 10
     keep: int = 2  # checkpoints kept besides best/
     fresh: bool = False
+    speed_perturb: tuple[float, ...] = ()  # speed factors drawn per training utterance; () = off
     # Pretraining.
     crop_seconds: float = 5.0
     gumbel_start: float = 2.0
@@ -234,6 +239,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)
+        self.speed_perturb = tuple(float(f) for f in self.speed_perturb)
         problems = []
         if self.max_updates < 1:
             problems.append("--max-updates must be at least 1")
@@ -253,6 +259,8 @@ class TrainConfig:
             problems.append("--save-every, --log-every, --valid-every and --keep must be at least 1")
         if self.crop_seconds <= 0:
             problems.append("--crop-seconds must be positive")
+        if any(not 0.5 <= f <= 2.0 for f in self.speed_perturb):
+            problems.append("--speed-perturb factors must lie between 0.5 and 2")
         if not 0 < self.gumbel_decay <= 1:
             problems.append("--gumbel-decay must be in (0, 1]")
         if self.gumbel_anneal is not None and not 0 < self.gumbel_anneal <= 1:

@@ -3,7 +3,8 @@
 B = utterances in a batch, N = samples (16 kHz), L = label tokens.
 Pretraining crops every item of a batch to the shortest one (group-norm feature encoders are not
 padding-invariant, so no padding at all); fine-tuning pads with zeros and carries lengths and
-CTC labels. Batch membership comes from `w2vcli.batching.LengthBatchSampler`.
+CTC labels. Batch membership comes from `w2vcli.batching.LengthBatchSampler`. Speed perturbation,
+when asked for, resamples each item before either collation.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from dataclasses import dataclass, fields
 from functools import partial
 
 import numpy as np
+import soxr
 import torch
 
 from w2vcli.audio import SAMPLE_RATE, load_audio
@@ -154,6 +156,28 @@ def collate_padded(
     return Batch(waveforms, lengths, [it.id for it in items], labels, label_lengths)
 
 
+def perturb_speed(
+    items: Sequence[Item], factors: Sequence[float], generator: torch.Generator | None = None
+) -> list[Item]:
+    """Each item played f times faster, f drawn uniformly from `factors` (speed perturbation, Ko et
+    al. 2015): resampling from f x 16 kHz to 16 kHz shifts tempo, pitch and formants together, so
+    a few voices sound like more. Labels are unchanged."""
+    out = []
+    for it in items:
+        f = float(factors[int(torch.randint(len(factors), (1,), generator=generator))])
+        if f == 1.0:
+            out.append(it)
+            continue
+        wav = soxr.resample(it.wav.numpy(), SAMPLE_RATE * f, SAMPLE_RATE, quality="HQ")
+        wav = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))
+        out.append(Item(it.id, wav, wav.shape[0], it.labels))
+    return out
+
+
+def _perturbed_collate(items: Sequence[Item], generator=None, *, collate, factors: Sequence[float]) -> Batch:
+    return collate(perturb_speed(items, factors, generator), generator=generator)
+
+
 Collate = Callable[..., Batch]
 
 
@@ -255,9 +279,12 @@ def make_loader(
     num_workers: int = 0,
     pin_memory: bool = False,
     label_pad: int = LABEL_PAD,
+    speed_perturb: Sequence[float] = (),
 ) -> BatchLoader:
     """The loader a trainer needs: crops when `crop_seconds` is given (pretraining), else zero
-    padding plus CTC labels when `vocab` is given (fine-tuning, validation)."""
+    padding plus CTC labels when `vocab` is given (fine-tuning, validation). `speed_perturb`: speed
+    factors drawn per item (batches are packed by the original durations, so a batch of slowed-down
+    items holds up to 1/min(factors) x batch_seconds)."""
     dataset = ManifestDataset(utts, vocab)
     sampler = LengthBatchSampler(
         dataset.durations,
@@ -275,4 +302,6 @@ def make_loader(
         )
     else:
         collate = partial(collate_padded, label_pad=label_pad)
+    if any(f != 1.0 for f in speed_perturb):
+        collate = partial(_perturbed_collate, collate=collate, factors=tuple(speed_perturb))
     return BatchLoader(dataset, sampler, collate, num_workers=num_workers, pin_memory=pin_memory)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from w2vcli.cli.common import Amp, ClipNorm, Device, Fresh, LogEvery, SaveEvery, Seed, Workers
+from w2vcli.cli.common import Amp, ClipNorm, Device, Fresh, LogEvery, SaveEvery, Seed, SpeedPerturb, Workers, speed_factors
 
 
 def finetune(
@@ -30,6 +30,9 @@ def finetune(
     mask_length: Annotated[int, typer.Option("--mask-length", help="Time-mask span in frames.")] = 10,
     mask_channel_prob: Annotated[float, typer.Option("--mask-channel-prob", help="Channel-mask probability x length.")] = 0.25,
     mask_channel_length: Annotated[int, typer.Option("--mask-channel-length", help="Channel-mask span.")] = 64,
+    dropout: Annotated[float | None, typer.Option("--dropout", help="Transformer dropout (hidden, attention, feature projection); default: the model's.", show_default=False)] = None,
+    layerdrop: Annotated[float | None, typer.Option("--layerdrop", help="Probability of skipping each transformer layer in training; default: the model's.", show_default=False)] = None,
+    speed_perturb: SpeedPerturb = None,
     clip_norm: ClipNorm = 10.0,
     amp: Amp = None,
     save_every: SaveEvery = 200,
@@ -52,11 +55,16 @@ def finetune(
     model = get_preset(preset)
     overrides = {"mask_time_prob": mask_prob, "mask_time_length": mask_length,
                  "mask_feature_prob": mask_channel_prob, "mask_feature_length": mask_channel_length}
+    if dropout is not None:
+        overrides.update(hidden_dropout=dropout, attention_dropout=dropout, feat_proj_dropout=dropout)
+    if layerdrop is not None:
+        overrides["layerdrop"] = layerdrop
+    model.replace(**overrides)  # a bad rate is refused here, before RUN is touched
     cfg = TrainConfig(max_updates=max_updates, max_minutes=max_minutes, batch_seconds=batch_seconds,
                       accumulate=accumulate, lr=lr, schedule="tri_stage", warmup=warmup, hold=hold, eps=1e-8,
                       weight_decay=0.0, train_feature_encoder=train_feature_encoder, best_by=best_by, freeze_updates=freeze_updates, valid_every=valid_every, clip_norm=clip_norm,
                       amp=amp, save_every=save_every, log_every=log_every, keep=keep, fresh=fresh, device=device,
-                      seed=seed, workers=workers)
+                      seed=seed, workers=workers, speed_perturb=speed_factors(speed_perturb))
     with TrainDisplay("fine-tuning") as display:
         result = run_finetune(data, out, cfg, init, model, overrides, on_event=display)
     finish(result, out)

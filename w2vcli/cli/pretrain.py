@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from w2vcli.cli.common import Amp, ClipNorm, Device, Fresh, LogEvery, SaveEvery, Seed, Workers
+from w2vcli.cli.common import Amp, ClipNorm, Device, Fresh, LogEvery, SaveEvery, Seed, SpeedPerturb, Workers, speed_factors
 
 
 def pretrain(
@@ -30,6 +30,7 @@ def pretrain(
     gumbel_anneal: Annotated[float | None, typer.Option("--gumbel-anneal", help="Instead of --gumbel-decay: reach --gumbel-end after this fraction of --max-updates (the paper's schedule is ~0.7).")] = None,
     gumbel_start: Annotated[float, typer.Option("--gumbel-start", help="Initial Gumbel softmax temperature (higher: softer straight-through gradient into the quantizer).")] = 2.0,
     gumbel_end: Annotated[float, typer.Option("--gumbel-end", help="Final Gumbel softmax temperature.")] = 0.5,
+    speed_perturb: SpeedPerturb = None,
     clip_norm: ClipNorm = 10.0,
     amp: Amp = None,
     save_every: SaveEvery = 500,
@@ -63,7 +64,7 @@ def pretrain(
                       gumbel_start=gumbel_start, gumbel_end=gumbel_end,
                       clip_norm=clip_norm,
                       amp=amp, save_every=save_every, log_every=log_every, keep=keep, fresh=fresh, device=device,
-                      seed=seed, workers=workers)
+                      seed=seed, workers=workers, speed_perturb=speed_factors(speed_perturb))
     with TrainDisplay("pretraining") as display:
         result = run_pretrain(data, out, cfg, model, on_event=display, on_prep_progress=display.prep)
     finish(result, out)

@@ -196,7 +196,7 @@ def finetune(data: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig, 
         config = model.config
         loader = make_loader(utts, cfg.batch_seconds, vocab=vocab, max_batch_size=cfg.max_batch_size, seed=cfg.seed,
                              rank=dist.rank, world_size=dist.world_size, num_workers=cfg.workers,
-                             pin_memory=device.type == "cuda")
+                             pin_memory=device.type == "cuda", speed_perturb=cfg.speed_perturb)
         validate = make_validator(valid, vocab, cfg, device, dist) if valid else None
         trainer = Trainer(model, FinetuneTask(config, cfg, train_cnn), loader, cfg, run, device, dist, on_event,
                           validate=validate, vocab=vocab, info={"task": "finetune", "init": init})

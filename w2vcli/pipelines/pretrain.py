@@ -127,7 +127,8 @@ def pretrain(data: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig, 
         utts, skipped = load_split(data_dir, "train", min_seconds)
         loader = make_loader(utts, cfg.batch_seconds, crop_seconds=cfg.crop_seconds,
                              max_batch_size=cfg.max_batch_size, seed=cfg.seed, rank=dist.rank,
-                             world_size=dist.world_size, num_workers=cfg.workers, pin_memory=device.type == "cuda")
+                             world_size=dist.world_size, num_workers=cfg.workers, pin_memory=device.type == "cuda",
+                             speed_perturb=cfg.speed_perturb)
         model = Wav2Vec2ForPreTraining(config)
         trainer = Trainer(model, PretrainTask(config, cfg), loader, cfg, run, device, dist, on_event,
                           info={"task": "pretrain"})
