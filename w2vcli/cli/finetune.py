@@ -7,7 +7,18 @@ from typing import Annotated
 
 import typer
 
-from w2vcli.cli.common import Amp, ClipNorm, Device, Fresh, LogEvery, SaveEvery, Seed, SpeedPerturb, Workers, speed_factors
+from w2vcli.cli.common import (
+    Amp,
+    ClipNorm,
+    Device,
+    Fresh,
+    LogEvery,
+    SaveEvery,
+    Seed,
+    SpeedPerturb,
+    Workers,
+    speed_factors,
+)
 
 
 def finetune(
