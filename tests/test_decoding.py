@@ -22,7 +22,7 @@ from w2vcli.decoding import (
     word_timestamps,
 )
 from w2vcli.errors import W2VError
-from w2vcli.lm import ArpaLM, load_lm
+from w2vcli.lm import ArpaLM, Lexicon, load_lm
 from w2vcli.text import SentencePieceVocabulary, Vocabulary
 
 VOCAB = Vocabulary.from_texts(["the bad bat's abc xyz"])
@@ -300,3 +300,42 @@ def test_lm_flips_between_similar_words(arpa, style):
     assert to_text(with_lm, tokens) == "the bat"
     bat_frames = word_timestamps(with_lm, tokens, frame_stride=1.0)[1]
     assert (bat_frames["start"], bat_frames["end"]) == ((4, 7) if style == "chars" else (2, 4))
+
+
+@pytest.mark.parametrize("style", ["chars", "sentencepiece"])
+def test_lexicon_keeps_the_beam_to_known_words(tmp_path, arpa, style):
+    """Acoustically "the bax" leads; with the lexicon only "bad" or "bat" may follow, and the LM is optional."""
+    if style == "chars":
+        tokens = ["<pad>", "|", "t", "h", "e", "b", "a", "d", "x"]
+        rows = [{c: 1.0} for c in "the|ba"] + [{"x": 0.5, "d": 0.3, "t": 0.2}, {"_": 1.0}]
+    else:
+        tokens = ["<pad>", "<unk>", "▁the", "▁ba", "d", "t", "x"]
+        rows = [{"▁the": 1.0}, {"_": 1.0}, {"▁ba": 1.0}, {"x": 0.5, "d": 0.3, "t": 0.2}, {"_": 1.0}]
+    lp = probs_emission(rows, tokens)
+    assert to_text(decode(lp, options=BeamOptions(beam=8), vocab=tokens), tokens) == "the bax"
+    words = tmp_path / "words.txt"
+    words.write_text("the  t h e |\nbad\nbat\n\n")
+    lexicon = Lexicon.load(words)
+    assert lexicon.words == {"the", "bad", "bat"} and "ba" in lexicon.prefixes
+    # beam 1 with a lexicon is still a (constrained) search, not greedy
+    assert to_text(decode(lp, options=BeamOptions(beam=1, lexicon=lexicon), vocab=tokens), tokens) == "the bad"
+    with_lm = BeamOptions(beam=8, lexicon=Lexicon.load(arpa), lm=load_lm(arpa), lm_weight=1.0)
+    assert to_text(decode(lp, options=with_lm, vocab=tokens), tokens) == "the bat"
+    # a finished word must be a whole lexicon word, not a prefix of one ...
+    small = ["<pad>", "|", "t", "h", "e"]
+    ending = probs_emission([{c: 1.0} for c in "th"] + [{"e": 0.2, "_": 0.8}], small)
+    assert to_text(decode(ending, options=BeamOptions(beam=8), vocab=small), small) == "th"
+    assert to_text(decode(ending, options=BeamOptions(beam=8, lexicon=Lexicon(["the"])), vocab=small), small) == "the"
+    # ... and when no beam ends in one, the best stands as it is, with a finite score
+    short = probs_emission([{c: 1.0} for c in "th"] + [{"_": 1.0}], small)
+    hyp = decode(short, options=BeamOptions(beam=8, lexicon=Lexicon(["the"])), vocab=small)
+    assert to_text(hyp, small) == "th" and math.isfinite(hyp.score)
+
+
+def test_lexicon_errors_are_one_line(tmp_path):
+    with pytest.raises(W2VError, match="not found"):
+        Lexicon.load(tmp_path / "missing.txt")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n<unk>\n")
+    with pytest.raises(W2VError, match="no words"):
+        Lexicon.load(empty)

@@ -260,3 +260,8 @@ def test_beam_and_word_lm_flags_change_the_search(hf_dir, tmp_path):
     arpa.write_text("\\data\\\nngram 1=3\n\n\\1-grams:\n-1.0 <unk>\n-99 <s>\n-1.0 </s>\n\n\\end\\\n")
     penalised = run([path], d, beam=8, lm=str(arpa), lm_weight=1.0, word_score=-30.0)[0]["text"]
     assert len(penalised.split()) < len(greedy.split())  # a per-word cost merges words
+    letters = sorted({c for c in greedy if c.isalpha()})
+    lexicon = tmp_path / "letters.txt"
+    lexicon.write_text("\n".join(letters))
+    spelt = run([path], d, beam=8, lexicon=str(lexicon))[0]["text"]
+    assert spelt and all(len(w) == 1 and w in letters for w in spelt.split())  # only one-letter words exist

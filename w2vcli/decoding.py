@@ -15,7 +15,7 @@ from operator import itemgetter
 
 import numpy as np
 
-from w2vcli.lm import LanguageModel, PrefixTrie
+from w2vcli.lm import LanguageModel, Lexicon, PrefixTrie
 
 FRAME_STRIDE = 320 / 16000
 WORD_START = "\u2581"  # sentencepiece's "▁": this piece begins a word
@@ -39,6 +39,7 @@ class BeamOptions:
     lm: LanguageModel | None = field(default=None, repr=False)
     lm_weight: float = 0.5  # alpha: weight of the LM log-prob (natural log)
     word_score: float = 0.0  # beta: bonus per word, against the LM's preference for short outputs
+    lexicon: Lexicon | None = field(default=None, repr=False)  # only these words may be spelt
 
 
 def _as_numpy(x) -> np.ndarray:
@@ -81,7 +82,7 @@ def decode(emissions, lengths=None, options: BeamOptions | None = None, blank_id
 
 
 def _decode_one(em: np.ndarray, options: BeamOptions, blank_id: int, vocab) -> Hypothesis:
-    if options.beam <= 1 and options.lm is None:
+    if options.beam <= 1 and options.lm is None and options.lexicon is None:
         return greedy_search(em, blank_id)
     if vocab is None:
         raise ValueError("beam search needs the vocabulary to find word boundaries")
@@ -242,7 +243,9 @@ def prefix_beam_search(emissions, tokens: list[str], options: BeamOptions, blank
     all alignments; it is ranked by logaddexp(pb, pnb) + LM bonus. Timestamps come from `forced_align`.
     """
     lp = log_softmax(_as_numpy(emissions))  # (T, V)
-    tree = PrefixTrie(token_table(tokens, blank_id), options.lm, options.lm_weight, options.word_score)
+    tree = PrefixTrie(
+        token_table(tokens, blank_id), options.lm, options.lm_weight, options.word_score, options.lexicon
+    )
     beams = {0: (0.0, -math.inf)}  # node -> (pb, pnb)
     neg = -math.inf
     for t, cands in enumerate(_candidates(lp, options, blank_id)):
@@ -266,10 +269,14 @@ def prefix_beam_search(emissions, tokens: list[str], options: BeamOptions, blank
         scored = [(logaddexp(pb, pnb) + tree.bonus_of(k), k) for k, (pb, pnb) in nxt.items()]
         top = heapq.nlargest(options.beam, scored, key=itemgetter(0))
         floor = neg if options.beam_prune_logp is None else top[0][0] + options.beam_prune_logp
-        beams = {tree.node(k): tuple(nxt[k]) for score, k in top if score >= floor}
+        beams = {tree.node(k): tuple(nxt[k]) for score, k in top if score >= floor and score > neg}
     node, score = max(
         ((n, logaddexp(pb, pnb) + tree.final_bonus(n)) for n, (pb, pnb) in beams.items()), key=lambda x: x[1]
     )
+    if score == neg:  # with a lexicon, no beam ends in a whole word: the best one as it stands
+        node, score = max(
+            ((n, logaddexp(pb, pnb) + tree.bonus[n]) for n, (pb, pnb) in beams.items()), key=lambda x: x[1]
+        )
     ids = tree.ids(node)
     starts, ends = forced_align(lp, ids, blank_id)
     return Hypothesis(ids, starts, ends, score)

@@ -3,7 +3,8 @@
 A model is anything with `initial_state()` and `score(state, word) -> (logp, new_state)`,
 logp in natural log; the sentence end is scored as the word `</s>`. `ArpaLM` reads ARPA text
 files in pure Python (exact Katz backoff, like KenLM's query); `KenLM` wraps the optional
-`kenlm` module, which is also the only way to read KenLM binary files.
+`kenlm` module, which is also the only way to read KenLM binary files. A `Lexicon` restricts the
+search to known words (spelt as the lexicon spells them), with or without an LM.
 """
 
 from __future__ import annotations
@@ -111,16 +112,44 @@ class KenLM:
         return self.model.BaseScore(state, word, out) * LN10, out
 
 
+class Lexicon:
+    """The words a beam may spell: every prefix of one of them may grow, every finished word must be one."""
+
+    def __init__(self, words):
+        self.words = frozenset(w for w in words if w and w not in (BOS, EOS, UNK))
+        if not self.words:
+            raise W2VError("the lexicon has no words")
+        self.prefixes = frozenset(w[:k] for w in self.words for k in range(1, len(w) + 1))
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Lexicon:
+        """An ARPA file (its unigrams) or a word list: the first field of each line (so a
+        "word  w o r d |" lexicon file works too)."""
+        path = Path(path)
+        if not path.is_file():
+            raise W2VError(f"lexicon not found: {path}")
+        if _is_arpa(path):
+            return cls(w for (w,) in (k for k in ArpaLM.load(path).probs if len(k) == 1))
+        try:
+            with open(path, encoding="utf-8") as f:
+                return cls(line.split()[0] for line in f if line.strip())
+        except (OSError, UnicodeDecodeError) as e:
+            raise W2VError(f"cannot read lexicon {path}: {e}") from None
+
+
 class PrefixTrie:
     """Beam-search prefixes as a trie, so equal prefixes are one node (merged) and extending is O(1).
 
     Each node also carries what the LM made of its words: LM state, bonus (lm_weight x LM log-prob +
     word_score per word), unfinished word. `table[c]` is (text, starts a word) or None for tokens that
-    are not text; a word is scored when the next word starts and at the end.
+    are not text; a word is scored when the next word starts and at the end. With a lexicon, a prefix
+    that leaves it gets bonus -inf, so the beam drops it.
     """
 
-    def __init__(self, table, lm: LanguageModel | None, lm_weight: float, word_score: float):
+    def __init__(self, table, lm: LanguageModel | None, lm_weight: float, word_score: float,
+                 lexicon: Lexicon | None = None):
         self.table, self.lm, self.lm_weight, self.word_score = table, lm, lm_weight, word_score
+        self.lexicon = lexicon
         self.parent, self.token = [-1], [-1]
         self.lm_state = [lm.initial_state() if lm is not None else None]
         self.bonus, self.word = [0.0], [""]
@@ -132,6 +161,8 @@ class PrefixTrie:
         state = self.lm_state[node]
         if not word:
             return self.bonus[node], state
+        if self.lexicon is not None and word not in self.lexicon.words:
+            return -math.inf, state
         bonus = self.bonus[node] + self.word_score
         if self.lm is not None:
             key = (state, word)
@@ -147,9 +178,12 @@ class PrefixTrie:
         if entry is None:
             return self.bonus[node], self.lm_state[node], word
         text, starts = entry
+        grown = text if starts else word + text
+        if self.lexicon is not None and grown and grown not in self.lexicon.prefixes:
+            return -math.inf, self.lm_state[node], grown
         if starts:
             return *self._finish_word(node, word), text
-        return self.bonus[node], self.lm_state[node], word + text
+        return self.bonus[node], self.lm_state[node], grown
 
     def key(self, node: int, c: int):
         """The node of prefix + c if it exists, else (node, c): only survivors of pruning become nodes."""
@@ -159,7 +193,9 @@ class PrefixTrie:
         if isinstance(key, int):
             return self.bonus[key]
         entry = self.table[key[1]]
-        return self._extend(*key)[0] if entry is not None and entry[1] else self.bonus[key[0]]
+        if entry is None or not (entry[1] or self.lexicon is not None):
+            return self.bonus[key[0]]  # only a word start or a lexicon check changes the bonus
+        return self._extend(*key)[0]
 
     def node(self, key) -> int:
         if isinstance(key, int):

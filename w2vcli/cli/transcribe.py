@@ -78,11 +78,19 @@ def transcribe(
     beam: Annotated[
         int | None,
         typer.Option(
-            "--beam", min=1, help=f"Prefix beam search width (default 1 = greedy, {LM_BEAM} with --lm)."
+            "--beam", min=1, help=f"Prefix beam search width (default 1 = greedy, {LM_BEAM} with --lm or --lexicon)."
         ),
     ] = None,
     lm: Annotated[
         Path | None, typer.Option("--lm", help="Word n-gram LM: ARPA (.arpa, .arpa.gz) or KenLM binary.")
+    ] = None,
+    lexicon: Annotated[
+        Path | None,
+        typer.Option(
+            "--lexicon",
+            help="Spell only these words: a word list (first field per line) or an ARPA file (its "
+            "unigrams, e.g. the --lm file). Beam search, with or without --lm.",
+        ),
     ] = None,
     lm_weight: Annotated[float, typer.Option("--lm-weight", help="Weight of the LM log-probability.")] = 0.5,
     word_score: Annotated[
@@ -130,8 +138,9 @@ def transcribe(
         stride_seconds=stride_seconds,
         batch_seconds=batch_seconds,
         timestamps=timestamps,
-        beam=beam if beam is not None else (LM_BEAM if lm else 1),
+        beam=beam if beam is not None else (LM_BEAM if lm or lexicon else 1),
         lm=str(lm) if lm else None,
+        lexicon=str(lexicon) if lexicon else None,
         lm_weight=lm_weight,
         word_score=word_score,
     )

@@ -58,6 +58,7 @@ class TranscribeOptions:
     lm: str | None = None  # ARPA or KenLM binary
     lm_weight: float = 0.5
     word_score: float = 0.0
+    lexicon: str | None = None  # word list or ARPA file: the beam spells only its words
 
 
 def _beam_options(options: TranscribeOptions) -> BeamOptions:
@@ -66,8 +67,17 @@ def _beam_options(options: TranscribeOptions) -> BeamOptions:
         from w2vcli.lm import load_lm
 
         lm = load_lm(options.lm)
+    lexicon = None
+    if options.lexicon:
+        from w2vcli.lm import Lexicon
+
+        lexicon = Lexicon.load(options.lexicon)
     return BeamOptions(
-        beam=max(1, options.beam), lm=lm, lm_weight=options.lm_weight, word_score=options.word_score
+        beam=max(1, options.beam),
+        lm=lm,
+        lm_weight=options.lm_weight,
+        word_score=options.word_score,
+        lexicon=lexicon,
     )
 
 
