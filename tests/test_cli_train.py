@@ -51,19 +51,23 @@ def test_pretrain_a_plain_folder_then_finetune_and_curves(audio, tmp_path):
     ft = tmp_path / "ft"
     r = runner.invoke(app, ["finetune", str(labelled), "--init", str(run), "--out", str(ft), "--max-updates", "2",
                             "--valid-every", "2", "--lr", "1e-3", "--speed-perturb", "0.9,1.1", "--dropout", "0.2",
-                            "--layerdrop", "0.1", *FAST[:4]])
+                            "--layerdrop", "0.1", "--reinit-layers", "1", *FAST[:4]])
     assert r.exit_code == 0, r.output
     assert "valid WER" in r.output and load_checkpoint(ft / "best").vocab is not None
     settings = json.loads((ft / "train.json").read_text())
     assert settings["train"]["speed_perturb"] == [0.9, 1.1]
     assert settings["model"]["hidden_dropout"] == settings["model"]["attention_dropout"] == 0.2
-    assert settings["model"]["layerdrop"] == 0.1
+    assert settings["model"]["layerdrop"] == 0.1 and settings["train"]["reinit_layers"] == 1
+    too_many = runner.invoke(app, ["finetune", str(labelled), "--init", str(run), "--out", str(tmp_path / "ft9"),
+                                   "--reinit-layers", "9", *FAST[:2]])
+    assert too_many.exit_code != 0 and "has 4 transformer layers" in str(too_many.exception or too_many.output)
 
 
 @pytest.mark.parametrize(("flag", "value", "message"), [
     ("--speed-perturb", "0.9,fast", "comma-separated numbers"),
     ("--speed-perturb", "0.9,3", "between 0.5 and 2"),
     ("--dropout", "1.5", "must lie in [0, 1)"),
+    ("--reinit-layers", "1", "needs a pretrained --init"),
 ])
 def test_bad_regularisation_flags_are_one_clear_line(audio, tmp_path, flag, value, message):
     labelled = make_corpus(tmp_path / "lab", n=2, labelled=True, valid=1)

@@ -183,6 +183,26 @@ def test_finetune_can_train_a_pretrained_feature_encoder(corpus, labelled, tmp_p
     assert not torch.equal(init[key], tuned[key])
 
 
+def test_reinit_layers_starts_only_the_top_layers_afresh():
+    import copy
+
+    from w2vcli.errors import UsageError
+    from w2vcli.model import Wav2Vec2ForCTC
+    from w2vcli.pipelines.finetune import reinit_top_layers
+
+    model = Wav2Vec2ForCTC(small_model())
+    before = copy.deepcopy(model.state_dict())
+    reinit_top_layers(model, 0)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    top = len(model.wav2vec2.encoder.layers) - 1
+    reinit_top_layers(model, 1)
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(before[k], v)}
+    assert changed and all(k.startswith(f"wav2vec2.encoder.layers.{top}.") for k in changed)
+    assert any("q_proj.weight" in k for k in changed)
+    with pytest.raises(UsageError, match="transformer layers"):
+        reinit_top_layers(model, top + 2)
+
+
 def test_finetune_from_scratch_and_clear_init_errors(labelled, tmp_path):
     from w2vcli.checkpoint import load_checkpoint
     from w2vcli.errors import UsageError

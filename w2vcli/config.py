@@ -235,6 +235,7 @@ class TrainConfig:
     best_by: str = "wer"  # fine-tuning: RUN/best is the lowest validation "wer" or "cer"
     train_feature_encoder: bool | None = None  # fine-tuning: None = only when training from scratch
     freeze_updates: int = 0  # whole transformer frozen (only the CTC head trains) for these updates
+    reinit_layers: int = 0  # top transformer layers of a pretrained init re-initialised before fine-tuning
     valid_every: int = 500
 
     def __post_init__(self) -> None:
@@ -265,6 +266,8 @@ class TrainConfig:
             problems.append("--gumbel-decay must be in (0, 1]")
         if self.gumbel_anneal is not None and not 0 < self.gumbel_anneal <= 1:
             problems.append("--gumbel-anneal must be in (0, 1]: a fraction of --max-updates")
+        if self.reinit_layers < 0:
+            problems.append("--reinit-layers must not be negative")
         if self.best_by not in ("wer", "cer"):
             problems.append("--best-by must be wer or cer")
         if not 0 < self.gumbel_end <= self.gumbel_start:

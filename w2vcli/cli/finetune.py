@@ -36,6 +36,7 @@ def finetune(
     best_by: Annotated[str, typer.Option("--best-by", help="RUN/best keeps the lowest validation wer or cer (ties broken by the other).")] = "wer",
     train_feature_encoder: Annotated[bool | None, typer.Option("--train-feature-encoder/--freeze-feature-encoder", help="Whether the CNN feature encoder learns; default: it does from scratch (--init none), it stays frozen on a pretrained model.", show_default=False)] = None,
     freeze_updates: Annotated[int, typer.Option("--freeze-updates", help="Train only the CTC head for the first N updates.")] = 0,
+    reinit_layers: Annotated[int, typer.Option("--reinit-layers", min=0, help="Re-initialise the top N transformer layers of the pretrained model first (small models' top layers serve the pretraining task).")] = 0,
     valid_every: Annotated[int, typer.Option("--valid-every", help="Validate (WER/CER) every N updates.")] = 200,
     mask_prob: Annotated[float, typer.Option("--mask-prob", help="Time-mask probability x length.")] = 0.65,
     mask_length: Annotated[int, typer.Option("--mask-length", help="Time-mask span in frames.")] = 10,
@@ -61,6 +62,7 @@ def finetune(
     from w2vcli.cli._train_display import TrainDisplay, finish
     from w2vcli.config import TrainConfig
     from w2vcli.config import preset as get_preset
+    from w2vcli.errors import UsageError
     from w2vcli.pipelines.finetune import finetune as run_finetune
 
     model = get_preset(preset)
@@ -71,9 +73,11 @@ def finetune(
     if layerdrop is not None:
         overrides["layerdrop"] = layerdrop
     model.replace(**overrides)  # a bad rate is refused here, before RUN is touched
+    if reinit_layers and init == "none":
+        raise UsageError("--reinit-layers needs a pretrained --init: from scratch every layer is new")
     cfg = TrainConfig(max_updates=max_updates, max_minutes=max_minutes, batch_seconds=batch_seconds,
                       accumulate=accumulate, lr=lr, schedule="tri_stage", warmup=warmup, hold=hold, eps=1e-8,
-                      weight_decay=0.0, train_feature_encoder=train_feature_encoder, best_by=best_by, freeze_updates=freeze_updates, valid_every=valid_every, clip_norm=clip_norm,
+                      weight_decay=0.0, train_feature_encoder=train_feature_encoder, best_by=best_by, freeze_updates=freeze_updates, reinit_layers=reinit_layers, valid_every=valid_every, clip_norm=clip_norm,
                       amp=amp, save_every=save_every, log_every=log_every, keep=keep, fresh=fresh, device=device,
                       seed=seed, workers=workers, speed_perturb=speed_factors(speed_perturb))
     with TrainDisplay("fine-tuning") as display:
