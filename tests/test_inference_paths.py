@@ -1,11 +1,12 @@
-"""The model's inference-only fast paths (no autograd, CPU) agree with the plain computation."""
+"""The model's fast paths (inference-only ones, and the training GroupNorm's backward) agree with the
+plain computation."""
 
 import pytest
 import torch
 import torch.nn.functional as F
 
 from w2vcli.config import preset
-from w2vcli.model.feature_encoder import ConvBlock
+from w2vcli.model.feature_encoder import ConvBlock, _ChannelNorm
 from w2vcli.model.transformer import Attention, PositionalConvEmbedding
 
 
@@ -83,3 +84,26 @@ def test_positional_conv_by_fft_equals_the_convolution(kernel, groups, frames):
         again = conv(x)
     assert (again - conv(x)).abs().max() < 1e-4 * again.abs().max()
     assert (again - fast).abs().max() > 1e-2
+
+
+def test_training_group_norm_backward_equals_torch_and_the_numerical_gradient():
+    torch.manual_seed(0)
+    x = torch.randn(2, 9, 1, 37, dtype=torch.double).contiguous(memory_format=torch.channels_last) * 3 + 1
+    w, b = torch.randn(9, dtype=torch.double), torch.randn(9, dtype=torch.double)
+    inputs = (x.requires_grad_(), w.requires_grad_(), b.requires_grad_())
+    assert torch.autograd.gradcheck(lambda *a: _ChannelNorm.apply(*a, 1e-5), inputs)
+    # bf16 activations under autocast, as in `--amp` training: fp32 arithmetic, bf16 out like torch's
+    block = ConvBlock(1, 64, 10, 5, False, "group")
+    torch.nn.init.uniform_(block.layer_norm.weight, 0.5, 2.0)
+    wav = torch.randn(2, 1, 1, 4003)
+    grads = []
+    for fast in (True, False):
+        block.zero_grad()
+        with torch.autocast("cpu", torch.bfloat16):
+            h = block._conv_mono(wav[:, 0, 0])
+            y = _ChannelNorm.apply(h, block.layer_norm.weight, block.layer_norm.bias, 1e-5) if fast else block.layer_norm(h)
+        assert y.dtype == torch.bfloat16
+        (y * torch.linspace(-1, 1, y.shape[-1])).sum().backward()
+        grads.append([p.grad.clone() for p in block.parameters()])
+    for ours, torchs in zip(*grads, strict=True):
+        assert torch.allclose(ours, torchs, rtol=2e-2, atol=1e-2 * torchs.abs().max().item())
