@@ -8,6 +8,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from w2vcli.errors import W2VError
 from w2vcli.model_source import load_model
 from w2vcli.pipelines.transcribe import TranscribeOptions, expand, transcribe
 
@@ -265,3 +266,5 @@ def test_beam_and_word_lm_flags_change_the_search(hf_dir, tmp_path):
     lexicon.write_text("\n".join(letters))
     spelt = run([path], d, beam=8, lexicon=str(lexicon))[0]["text"]
     assert spelt and all(len(w) == 1 and w in letters for w in spelt.split())  # only one-letter words exist
+    with pytest.raises(W2VError, match="no words"):  # the --lm file as the lexicon: read once, its unigrams
+        run([path], d, beam=8, lm=str(arpa), lexicon=str(arpa))

@@ -122,6 +122,11 @@ class Lexicon:
         self.prefixes = frozenset(w[:k] for w in self.words for k in range(1, len(w) + 1))
 
     @classmethod
+    def from_arpa(cls, lm: ArpaLM) -> Lexicon:
+        """The LM's unigrams."""
+        return cls(ngram[0] for ngram in lm.probs if len(ngram) == 1)
+
+    @classmethod
     def load(cls, path: str | os.PathLike) -> Lexicon:
         """An ARPA file (its unigrams) or a word list: the first field of each line (so a
         "word  w o r d |" lexicon file works too)."""
@@ -129,7 +134,7 @@ class Lexicon:
         if not path.is_file():
             raise W2VError(f"lexicon not found: {path}")
         if _is_arpa(path):
-            return cls(w for (w,) in (k for k in ArpaLM.load(path).probs if len(k) == 1))
+            return cls.from_arpa(ArpaLM.load(path))
         try:
             with open(path, encoding="utf-8") as f:
                 return cls(line.split()[0] for line in f if line.strip())

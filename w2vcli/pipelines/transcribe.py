@@ -69,9 +69,10 @@ def _beam_options(options: TranscribeOptions) -> BeamOptions:
         lm = load_lm(options.lm)
     lexicon = None
     if options.lexicon:
-        from w2vcli.lm import Lexicon
+        from w2vcli.lm import ArpaLM, Lexicon
 
-        lexicon = Lexicon.load(options.lexicon)
+        same_file = options.lm is not None and Path(options.lexicon).resolve() == Path(options.lm).resolve()
+        lexicon = Lexicon.from_arpa(lm) if same_file and isinstance(lm, ArpaLM) else Lexicon.load(options.lexicon)
     return BeamOptions(
         beam=max(1, options.beam),
         lm=lm,
