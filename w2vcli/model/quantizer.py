@@ -46,6 +46,14 @@ class GumbelVectorQuantizer(nn.Module):
                                                     config.codevector_dim // self.groups))
         self.weight_proj = nn.Linear(config.conv_dim[-1], self.groups * self.entries)
         self.temperature = 2.0  # set by the trainer from gumbel_temperature(update)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """N(0, 1) logits so early codes are diverse; uniform codevectors (fairseq, Hugging Face)."""
+        nn.init.normal_(self.weight_proj.weight, 0.0, 1.0)
+        nn.init.zeros_(self.weight_proj.bias)
+        nn.init.uniform_(self.codevectors)
 
     def forward(self, x: torch.Tensor) -> Quantized:
         m = x.shape[0]

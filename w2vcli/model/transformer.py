@@ -8,6 +8,8 @@ normalise inside the branch and end with a final LayerNorm.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -39,6 +41,15 @@ class PositionalConvEmbedding(nn.Module):
         self.kernel, self.groups = k, g
         self.fft_size = 1 << (2 * k - 1).bit_length()  # >= 2K: each block yields more than K frames
         self._spectrum: tuple | None = None  # (weights' identity and version, spectrum)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """fairseq's initialisation: normal weights scaled to the fan-in, the norm matching them."""
+        std = 2 * math.sqrt(1 / (self.kernel * self.conv.weight_v.shape[0]))
+        nn.init.normal_(self.conv.weight_v, 0.0, std)
+        self.conv.weight_g.copy_(self.conv.weight_v.norm(dim=(0, 1), keepdim=True))
+        nn.init.zeros_(self.conv.bias)
 
     def weight(self) -> torch.Tensor:
         v, g = self.conv.weight_v, self.conv.weight_g

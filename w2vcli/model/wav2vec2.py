@@ -46,7 +46,7 @@ class Wav2Vec2Model(nn.Module):
         self.config = config
         self.feature_extractor = FeatureEncoder(config)
         self.feature_projection = FeatureProjection(config)
-        self.masked_spec_embed = nn.Parameter(torch.empty(config.hidden_size))
+        self.masked_spec_embed = nn.Parameter(torch.rand(config.hidden_size))  # uniform, as init_weights
         self.encoder = Encoder(config)
 
     def forward(
@@ -168,15 +168,8 @@ def init_weights(model: nn.Module) -> None:
     """fairseq / Hugging Face initialisation: BERT-style normal(0.02) linears, Kaiming convs,
     N(0, 1) quantizer logits so early codes are diverse, uniform codevectors."""
     for name, m in model.named_modules():
-        if isinstance(m, GumbelVectorQuantizer):
-            nn.init.normal_(m.weight_proj.weight, 0.0, 1.0)
-            nn.init.zeros_(m.weight_proj.bias)
-            nn.init.uniform_(m.codevectors)
-        elif isinstance(m, PositionalConvEmbedding):
-            std = 2 * math.sqrt(1 / (m.kernel * m.conv.weight_v.shape[0]))
-            nn.init.normal_(m.conv.weight_v, 0.0, std)
-            m.conv.weight_g.copy_(m.conv.weight_v.norm(dim=(0, 1), keepdim=True))
-            nn.init.zeros_(m.conv.bias)
+        if isinstance(m, (GumbelVectorQuantizer, PositionalConvEmbedding)):
+            m.reset_parameters()
         elif isinstance(m, FeatureProjection):
             bound = math.sqrt(1 / m.projection.in_features)
             nn.init.uniform_(m.projection.weight, -bound, bound)
