@@ -321,3 +321,5 @@ def test_speed_perturbed_loader_draws_per_item_and_is_reproducible(corpus, vocab
     assert all(_same(a, b) for a, b in zip(batches, again, strict=True))
     crops = list(make_loader(utts, 0.5, crop_seconds=0.1, seed=3, speed_perturb=(0.9, 1.1)))
     assert all(b.waveforms.shape[1] <= 0.1 * SR for b in crops)
+    in_workers = list(make_loader(utts, 0.5, crop_seconds=0.1, seed=3, speed_perturb=(0.9, 1.1), num_workers=2))
+    assert all(_same(a, b) for a, b in zip(crops, in_workers, strict=True))  # drawn per batch, not per process
