@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 from w2vcli.errors import W2VError
 from w2vcli.fsutil import atomic_open
+from w2vcli.lm import BOS, EOS, UNK
 
-BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 Ngram = tuple[str, ...]
 
 
