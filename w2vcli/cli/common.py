@@ -18,10 +18,8 @@ SaveEvery = Annotated[int, typer.Option("--save-every", help="Checkpoint every N
 LogEvery = Annotated[int, typer.Option("--log-every", help="metrics.jsonl line every N updates.")]
 Fresh = Annotated[bool, typer.Option("--fresh", help="Start over instead of resuming RUN.")]
 
-SpeedPerturb = Annotated[str | None, typer.Option("--speed-perturb", metavar="F,F,...", help="Speed factors drawn per training utterance, e.g. 0.9,1,1.1 (tempo and pitch change together; more voices out of few).", show_default=False)]
 
-
-def speed_factors(text: str | None) -> tuple[float, ...]:
+def _speed_factors(text: str | None) -> tuple[float, ...]:
     """`--speed-perturb 0.9,1,1.1` as a tuple of floats (empty when not given)."""
     if not text:
         return ()
@@ -31,3 +29,7 @@ def speed_factors(text: str | None) -> tuple[float, ...]:
         from w2vcli.errors import UsageError
 
         raise UsageError(f"--speed-perturb takes comma-separated numbers such as 0.9,1,1.1, not {text!r}") from None
+
+
+# The value reaching the command is the tuple of factors.
+SpeedPerturb = Annotated[str | None, typer.Option("--speed-perturb", metavar="F,F,...", callback=_speed_factors, help="Speed factors drawn per training utterance, e.g. 0.9,1,1.1 (tempo and pitch change together; more voices out of few).", show_default=False)]

@@ -7,18 +7,7 @@ from typing import Annotated
 
 import typer
 
-from w2vcli.cli.common import (
-    Amp,
-    ClipNorm,
-    Device,
-    Fresh,
-    LogEvery,
-    SaveEvery,
-    Seed,
-    SpeedPerturb,
-    Workers,
-    speed_factors,
-)
+from w2vcli.cli.common import Amp, ClipNorm, Device, Fresh, LogEvery, SaveEvery, Seed, SpeedPerturb, Workers
 
 
 def finetune(
@@ -79,7 +68,7 @@ def finetune(
                       accumulate=accumulate, lr=lr, schedule="tri_stage", warmup=warmup, hold=hold, eps=1e-8,
                       weight_decay=0.0, train_feature_encoder=train_feature_encoder, best_by=best_by, freeze_updates=freeze_updates, reinit_layers=reinit_layers, valid_every=valid_every, clip_norm=clip_norm,
                       amp=amp, save_every=save_every, log_every=log_every, keep=keep, fresh=fresh, device=device,
-                      seed=seed, workers=workers, speed_perturb=speed_factors(speed_perturb))
+                      seed=seed, workers=workers, speed_perturb=speed_perturb)
     with TrainDisplay("fine-tuning") as display:
         result = run_finetune(data, out, cfg, init, model, overrides, on_event=display)
     finish(result, out)

@@ -7,18 +7,7 @@ from typing import Annotated
 
 import typer
 
-from w2vcli.cli.common import (
-    Amp,
-    ClipNorm,
-    Device,
-    Fresh,
-    LogEvery,
-    SaveEvery,
-    Seed,
-    SpeedPerturb,
-    Workers,
-    speed_factors,
-)
+from w2vcli.cli.common import Amp, ClipNorm, Device, Fresh, LogEvery, SaveEvery, Seed, SpeedPerturb, Workers
 
 
 def pretrain(
@@ -75,7 +64,7 @@ def pretrain(
                       gumbel_start=gumbel_start, gumbel_end=gumbel_end,
                       clip_norm=clip_norm,
                       amp=amp, save_every=save_every, log_every=log_every, keep=keep, fresh=fresh, device=device,
-                      seed=seed, workers=workers, speed_perturb=speed_factors(speed_perturb))
+                      seed=seed, workers=workers, speed_perturb=speed_perturb)
     with TrainDisplay("pretraining") as display:
         result = run_pretrain(data, out, cfg, model, on_event=display, on_prep_progress=display.prep)
     finish(result, out)
