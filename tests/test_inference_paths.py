@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from w2vcli.config import preset
-from w2vcli.model.feature_encoder import ConvBlock, _ChannelNorm
+from w2vcli.model.feature_encoder import ConvBlock, FeatureEncoder, _ChannelNorm
 from w2vcli.model.transformer import Attention, PositionalConvEmbedding
 
 
@@ -107,3 +107,28 @@ def test_training_group_norm_backward_equals_torch_and_the_numerical_gradient():
         grads.append([p.grad.clone() for p in block.parameters()])
     for ours, torchs in zip(*grads, strict=True):
         assert torch.allclose(ours, torchs, rtol=2e-2, atol=1e-2 * torchs.abs().max().item())
+
+
+@pytest.mark.parametrize("samples,block", [(16000, 1024), (16000, 7), (4003, 2), (40, 1), (45, 1024)])
+def test_first_two_layers_in_blocks_equal_the_layers_one_after_the_other(samples, block):
+    """The GroupNorm layout (base): blocks of every size, a short last block, the shortest input."""
+    torch.manual_seed(samples)
+    config = preset("base").replace(conv_dim=[32, 24, 16], conv_kernel=[10, 3, 3], conv_stride=[5, 2, 2])
+    encoder = FeatureEncoder(config).eval()
+    torch.nn.init.uniform_(encoder.conv_layers[0].layer_norm.weight, 0.5, 2.0)
+    torch.nn.init.normal_(encoder.conv_layers[0].layer_norm.bias)
+    encoder.block_frames = block
+    wav = torch.randn(1, samples) * 0.3 + 0.1
+    with torch.no_grad():
+        assert encoder._first_two_fuse(wav)
+        fast = encoder(wav)
+        x = wav[:, None, None]
+        for layer in encoder.conv_layers:
+            x = layer(x)
+    ref = encoder(wav)  # autograd on: conv, GroupNorm, GELU, layer by layer
+    assert fast.shape == ref.shape == x.squeeze(2).shape
+    assert (fast - x.squeeze(2)).abs().max() < 1e-5
+    assert (fast - ref).abs().max() < 1e-4
+    with torch.no_grad():
+        assert not encoder._first_two_fuse(wav.expand(2, -1))
+        assert not encoder._first_two_fuse(wav[:, :14])

@@ -59,7 +59,7 @@ class ConvBlock(nn.Module):
                 and x.is_contiguous(memory_format=torch.channels_last)
                 and not torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu"))
 
-    def _conv_k3s2(self, x: torch.Tensor) -> torch.Tensor:
+    def _conv_k3s2(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """Inference: a kernel-3, stride-2 conv of one utterance in 5 channel matmuls per 2 frames, not 6.
 
         With e[t] = x[2t] and o[t] = x[2t+1], y[t] = W0 e[t] + W1 o[t] + W2 e[t+1]. The even samples
@@ -67,20 +67,24 @@ class ConvBlock(nn.Module):
         m1 = W0 (e[2s] - e[2s+1]), m2 = (W0 + W2) e[2s+1], m3 = W2 (e[2s+2] - e[2s+1]) give
         y[2s] = m1 + m2 + W1 o[2s] and y[2s+1] = m2 + m3 + W1 o[2s+1]. Every matmul runs at the CPU's
         GEMM peak on strided views of the channels-last input; the result agrees with the conv to
-        float rounding. (1, C_in, 1, N) -> (1, C_out, 1, T), channels-last."""
+        float rounding. (1, C_in, 1, N) -> (1, C_out, 1, T), channels-last; `out`, if given, is a
+        contiguous (T, C_out) buffer for the result."""
         xs = x[0, :, 0].t()  # (N, C_in), a view of the channels-last memory
         n = xs.shape[0]
         t, pairs = (n - 3) // 2 + 1, ((n - 3) // 2 + 1) // 2
         w = self.conv.weight  # (C_out, C_in, 3)
         w0, w1, w2 = w[:, :, 0].t(), w[:, :, 1].t(), w[:, :, 2].t()  # (C_in, C_out)
         odd = xs[1 : 2 * t : 2]  # (T, C_in) rows 2C_in apart
-        y = torch.addmm(self.conv.bias, odd, w1) if self.conv.bias is not None else odd @ w1  # (T, C_out)
-        quads = xs[: 4 * pairs].view(pairs, 4, -1)  # samples 4s .. 4s+3
+        if out is None:
+            out = odd.new_empty(t, w1.shape[1])
+        y = torch.addmm(self.conv.bias, odd, w1, out=out) if self.conv.bias is not None else torch.mm(
+            odd, w1, out=out)  # (T, C_out)
+        quads = xs[: 4 * pairs].view(pairs, 4, xs.shape[1])  # samples 4s .. 4s+3
         e0, e1, e2 = quads[:, 0], quads[:, 2], xs[4 : 4 * pairs + 4 : 4]  # (S, C_in): e[2s], e[2s+1], e[2s+2]
-        out = y[: 2 * pairs].view(pairs, 2, -1)  # (S, 2, C_out): y[2s], y[2s+1]
-        out[:, 0].addmm_(e0 - e1, w0)
-        out[:, 1].addmm_(e2 - e1, w2)
-        out.add_((e1 @ (w0 + w2))[:, None])
+        pair = y[: 2 * pairs].view(pairs, 2, y.shape[1])  # (S, 2, C_out): y[2s], y[2s+1]
+        pair[:, 0].addmm_(e0 - e1, w0)
+        pair[:, 1].addmm_(e2 - e1, w2)
+        pair.add_((e1 @ (w0 + w2))[:, None])
         if t % 2:  # the last output has no partner: y[2S] += W0 x[4S] + W2 x[4S+2]
             y[-1].add_(xs[4 * pairs] @ w0 + xs[4 * pairs + 2] @ w2)
         return y.t()[None, :, None]  # (1, C_out, 1, T) over (1, T, C_out) memory
@@ -97,9 +101,18 @@ class ConvBlock(nn.Module):
         return y[:, None].permute(0, 3, 1, 2)
 
     def _conv_group_norm_mono(self, wav: torch.Tensor) -> torch.Tensor:
-        """Inference: the first layer's conv and GroupNorm as one matmul. Each channel is a linear map of
-        the frames, so its mean and variance over time follow from the frames' mean (k,) and covariance
-        (k, k), and the norm's per-channel affine folds into per-utterance weights. (B, N) -> (B, C, 1, N')."""
+        """Inference: the first layer's conv and GroupNorm as one matmul (see `_folded_mono`).
+        (B, N) -> (B, C, 1, N')."""
+        frames, weight, shift = self._folded_mono(wav)
+        y = torch.baddbmm(shift[:, None, :], frames, weight)  # (B, N', C)
+        return y[:, None].permute(0, 3, 1, 2)
+
+    def _folded_mono(self, wav: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The first layer's conv and GroupNorm folded into one linear map of the frames. Each channel is
+        a linear map of the frames, so its mean and variance over time follow from the frames' mean (k,)
+        and covariance (k, k), and the norm's per-channel affine folds into per-utterance weights.
+        (B, N) -> frames (B, N', k) (a view), weight (B, k, C), shift (B, C); the output is
+        frames @ weight + shift."""
         k, s = self.conv.kernel_size[0], self.conv.stride[0]
         frames = wav.unfold(-1, k, s)  # (B, N', k)
         f = frames.double()  # the statistics subtract large terms: keep them exact
@@ -110,8 +123,7 @@ class ConvBlock(nn.Module):
         scale = self.layer_norm.weight.double() / torch.sqrt(var + self.layer_norm.eps)  # (B, C)
         shift = self.layer_norm.bias.double() - scale * (mean @ w.t())  # (B, C): the conv bias cancels
         weight = (scale[:, :, None] * w).transpose(1, 2).to(wav.dtype)  # (B, k, C)
-        y = torch.baddbmm(shift[:, None, :].to(wav.dtype), frames, weight)  # (B, N', C)
-        return y[:, None].permute(0, 3, 1, 2)
+        return frames, weight, shift.to(wav.dtype)
 
 
 class _ChannelNorm(torch.autograd.Function):
@@ -172,10 +184,47 @@ class FeatureEncoder(nn.Module):
         return lengths.clamp(min=0)
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        x = wav[:, None, None]  # (B, 1, 1, N)
-        for layer in self.conv_layers:
+        layers = list(self.conv_layers)
+        if self._first_two_fuse(wav):
+            x = self._first_two_in_blocks(wav)
+            layers = layers[2:]
+        else:
+            x = wav[:, None, None]  # (B, 1, 1, N)
+        for layer in layers:
             x = layer(x)
         return x.squeeze(2)  # (B, C, T), laid out as (B, T, C): transpose(1, 2) is contiguous
+
+    block_frames = 1024  # second-layer frames per block of `_first_two_in_blocks`
+
+    def _first_two_fuse(self, wav: torch.Tensor) -> bool:
+        """fp32 CPU inference on one utterance, with the GroupNorm layout (base, large): a first layer with
+        GroupNorm, then a kernel-3, stride-2 layer without a norm."""
+        if len(self.conv_layers) < 2:
+            return False
+        first, second = self.conv_layers[0], self.conv_layers[1]
+        return (first.norm == "group" and second.norm is None and second.conv.kernel_size[0] == 3
+                and second.conv.stride[0] == 2 and wav.shape[0] == 1 and wav.shape[1] >= first.conv.kernel_size[0]
+                + 2 * first.conv.stride[0] and wav.device.type == "cpu" and wav.dtype == torch.float32
+                and not torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu"))
+
+    def _first_two_in_blocks(self, wav: torch.Tensor) -> torch.Tensor:
+        """Inference: the first two layers a block of time at a time. The first layer's output (C floats
+        every 5 samples, the largest activation in the model) goes through its GELU and into the second
+        layer while a block of it is still in cache, instead of being written out whole, read back for
+        the GELU and read again by the second layer. (1, N) -> (1, C, 1, T), channels-last."""
+        first, second = self.conv_layers[0], self.conv_layers[1]
+        frames, weight, shift = first._folded_mono(wav)
+        frames, weight, shift = frames[0], weight[0], shift[0]  # (N', k), (k, C), (C,)
+        t = (frames.shape[0] - 3) // 2 + 1
+        out = frames.new_empty(t, second.conv.out_channels)
+        for a in range(0, t, self.block_frames):
+            b = min(a + self.block_frames, t)
+            h = torch.addmm(shift, frames[2 * a : 2 * b + 1], weight)  # first-layer frames 2a .. 2b
+            torch.ops.aten.gelu_(h)
+            y = out[a:b]
+            second._conv_k3s2(h.t()[None, :, None], out=y)
+            torch.ops.aten.gelu_(y)
+        return out.t()[None, :, None]
 
 
 class FeatureProjection(nn.Module):
