@@ -29,6 +29,7 @@ def score(
     hyp_format: Annotated[str, typer.Option("--hyp-format", metavar="FORMAT", help=_FORMAT_HELP)] = "auto",
     bootstrap: Annotated[int | None, typer.Option("--bootstrap", min=0, help="Bootstrap resamples for 95% intervals (default 1000 when comparing systems, else 0).", show_default=False)] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed of the bootstrap.")] = 0,
+    by: Annotated[str | None, typer.Option("--by", metavar="REGEX", help=r"Also break the rates down by group: the regex's first capture group (else its whole match) in each utterance id, e.g. --by '^(\d+)-' for LibriSpeech speakers. Ids it does not match form the group '(other)'.", show_default=False)] = None,
 ) -> None:  # fmt: skip
     """Word and character error rates, with paired-bootstrap comparison of several systems.
 
@@ -44,7 +45,7 @@ def score(
     )
     report = run_score(
         ref, hyps, normalization=norm, missing=missing, ref_format=ref_format, hyp_format=hyp_format,
-        bootstrap=bootstrap, seed=seed, top_confusions=confusions,
+        bootstrap=bootstrap, seed=seed, top_confusions=confusions, group_by=by,
     )  # fmt: skip
     _render(report, align)
     if json_path is not None:
@@ -85,6 +86,8 @@ def _render(report, align: int) -> None:
         for i, s in enumerate(report.systems):
             err.print(f"[bold]{_label(i)}[/] = {escape(s.hyp_path)}", highlight=False)
     err.print(_totals_table(report))
+    if report.group_by is not None:
+        err.print(_groups_table(report))
     if report.comparisons:
         err.print(_comparison_table(report))
     for i, s in enumerate(report.systems):
@@ -124,6 +127,25 @@ def _totals_table(report):
             row += [_ci(ci)] * bool(report.bootstrap)
             row += [str(c.substitutions), str(c.deletions), str(c.insertions), str(c.ref_len)]
             table.add_row(*row, _pct(s.ser) if level == "words" else "")
+    return table
+
+
+def _groups_table(report):
+    from rich.markup import escape
+    from rich.table import Table
+
+    many = len(report.systems) > 1
+    table = Table(title=f"Error rates (%) by group (--by {escape(report.group_by)})", title_justify="left")
+    table.add_column("group", justify="left")
+    table.add_column("utts", justify="right")
+    for i in range(len(report.systems)):
+        for level in ("WER", "CER"):
+            table.add_column(f"{_label(i)} {level}" if many else level, justify="right", no_wrap=True)
+    for j, g in enumerate(report.systems[0].groups):
+        rates = []
+        for s in report.systems:
+            rates += [_pct(s.groups[j].words.rate), _pct(s.groups[j].chars.rate)]
+        table.add_row(escape(g.name), str(g.sentences), *rates)
     return table
 
 

@@ -8,6 +8,7 @@ system improves on each earlier one (Bisani & Ney 2004).
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -74,6 +75,22 @@ class UtteranceScore:
 
 
 @dataclass
+class GroupScore:
+    """One group of `--by`: the utterances whose ids gave the same key."""
+
+    name: str
+    sentences: int
+    words: EditCounts
+    chars: EditCounts
+
+    def to_json(self) -> dict:
+        d = {"group": self.name, "sentences": self.sentences, "wer": self.words.rate, "cer": self.chars.rate}
+        d.update(_counts_json(self.words, "", "ref_words", "hyp_words"))
+        d.update(_counts_json(self.chars, "char_", "ref_chars", "hyp_chars"))
+        return d
+
+
+@dataclass
 class SystemScore:
     hyp_path: str
     key: str  # what references and hypotheses were joined on: "id" or "audio"
@@ -86,6 +103,7 @@ class SystemScore:
     chars: EditCounts = field(init=False)
     wer_ci: tuple[float, float] | None = None
     cer_ci: tuple[float, float] | None = None
+    groups: list[GroupScore] = field(default_factory=list)  # with `group_by`, in the order of their names
 
     def __post_init__(self) -> None:
         self.words = scoring.total(u.words for u in self.utterances)
@@ -129,6 +147,7 @@ class ScoreReport:
     comparisons: list[Comparison]
     bootstrap: int
     seed: int
+    group_by: str | None = None
 
     def to_json(self) -> dict:
         """One system: its totals at the top level. Several: `systems` (each in that shape) and `comparisons`."""
@@ -139,6 +158,8 @@ class ScoreReport:
         }
         if self.bootstrap:
             common["bootstrap"] = {"resamples": self.bootstrap, "seed": self.seed, "level": 0.95}
+        if self.group_by is not None:
+            common["group_by"] = self.group_by
         if len(self.systems) == 1:
             return {**_system_json(self.systems[0]), **common}
         return {
@@ -159,8 +180,11 @@ def score(
     bootstrap: int | None = None,
     seed: int = 0,
     top_confusions: int = 10,
+    group_by: str | None = None,
 ) -> ScoreReport:
-    """Score each hypothesis file against `ref`. bootstrap=None: 1000 resamples when comparing systems, else none."""
+    """Score each hypothesis file against `ref`. bootstrap=None: 1000 resamples when comparing systems, else none.
+    group_by: a regular expression; the rates are also broken down by its first capture group (else its
+    whole match) in each utterance id, ids it does not match forming the group OTHER_GROUP."""
     if missing not in MISSING_MODES:
         raise UsageError(f"--missing must be one of {', '.join(MISSING_MODES)}, not {missing!r}")
     if not hyps:
@@ -168,6 +192,7 @@ def score(
     if [ref, *hyps].count("-") > 1:
         raise UsageError("only one of REF and HYP can be '-' (stdin)")
     norm = normalization or Normalization()
+    pattern = _group_pattern(group_by)
     refs = _references(ref, ref_format)
     pairings = [pair(refs, read_entries(h, hyp_format), ref, h) for h in hyps]
     found = [[h is not None and h.error is None for _, h in p.pairs] for p in pairings]
@@ -186,9 +211,56 @@ def score(
         _system(path, p, keep, ref_texts, norm, top_confusions)
         for path, p in zip(hyps, pairings, strict=True)
     ]
+    if pattern is not None:
+        _group(systems, pattern)
     n_boot = (1000 if len(systems) > 1 else 0) if bootstrap is None else bootstrap
     comparisons = _bootstrap(systems, n_boot, np.random.default_rng(seed)) if n_boot > 0 else []
-    return ScoreReport(ref, norm, missing, systems, comparisons, n_boot, seed)
+    return ScoreReport(ref, norm, missing, systems, comparisons, n_boot, seed, group_by)
+
+
+OTHER_GROUP = "(other)"
+
+
+def _group_pattern(group_by: str | None) -> re.Pattern | None:
+    if group_by is None:
+        return None
+    try:
+        return re.compile(group_by)
+    except re.error as e:
+        raise UsageError(f"--by {group_by!r} is not a regular expression: {e}") from None
+
+
+def _group_key(pattern: re.Pattern, utterance_id: str) -> str:
+    m = pattern.search(utterance_id)
+    if m is None:
+        return OTHER_GROUP
+    key = m.group(1) if pattern.groups else m.group(0)
+    return key if key is not None else OTHER_GROUP  # an optional group that took no part in the match
+
+
+def _natural(name: str) -> list:
+    """Sort key: digit runs compare as numbers (speaker 2 before speaker 10), OTHER_GROUP last."""
+    parts = [(0, int(t), "") if t.isdecimal() else (1, 0, t) for t in re.split(r"(\d+)", name) if t]
+    return [name == OTHER_GROUP, *parts]
+
+
+def _group(systems: list[SystemScore], pattern: re.Pattern) -> None:
+    keys = [_group_key(pattern, u.id) for u in systems[0].utterances]  # every system scores the same utterances
+    if all(k == OTHER_GROUP for k in keys):
+        raise W2VError(
+            f"--by {pattern.pattern!r} matches no utterance id (e.g. {systems[0].utterances[0].id!r})"
+        )
+    names = sorted(set(keys), key=_natural)
+    for s in systems:
+        members: dict[str, list[UtteranceScore]] = {n: [] for n in names}
+        for k, u in zip(keys, s.utterances, strict=True):
+            members[k].append(u)
+        s.groups = [
+            GroupScore(
+                n, len(us), scoring.total(u.words for u in us), scoring.total(u.chars for u in us)
+            )
+            for n, us in members.items()
+        ]
 
 
 def _references(path: str, fmt: str) -> list[Entry]:
@@ -290,6 +362,8 @@ def _system_json(s: SystemScore) -> dict:
         d["wer_ci"], d["cer_ci"] = list(s.wer_ci), list(s.cer_ci)
     d.update(joined_on=s.key, missing=s.missing, failed=s.failed, extra=s.extra)
     d["confusions"] = [{"ref": r, "hyp": h, "count": n} for r, h, n in s.confusions]
+    if s.groups:
+        d["groups"] = [g.to_json() for g in s.groups]
     d["utterances"] = [u.to_json() for u in s.utterances]
     return d
 
