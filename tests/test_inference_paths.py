@@ -31,6 +31,20 @@ def test_kernel3_stride2_conv_by_winograd_equals_the_convolution(samples, bias):
         assert not block._winograd_applies(x.contiguous())  # (B, C, 1, N) memory: the convolution
 
 
+def test_winograd_weights_are_cached_until_the_weight_changes():
+    torch.manual_seed(0)
+    block = ConvBlock(16, 8, 3, 2, True, None).eval()
+    x = torch.randn(1, 16, 1, 41).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        block(x)
+        cached = block._winograd_weights()
+        assert block._winograd_weights()[0] is cached[0]
+        block.conv.weight.mul_(-2.0)  # in place, as load_state_dict and optimizers write
+        fast = block(x)
+    ref = F.gelu(F.conv1d(x[:, :, 0], block.conv.weight, block.conv.bias, stride=2))
+    assert (fast[:, :, 0] - ref).abs().max() < 1e-5
+
+
 def test_first_layer_group_norm_folded_into_the_matmul_equals_conv_then_norm():
     torch.manual_seed(0)
     block = ConvBlock(1, 64, 10, 5, False, "group").eval()

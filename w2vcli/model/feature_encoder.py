@@ -27,6 +27,7 @@ class ConvBlock(nn.Module):
         super().__init__()
         self.conv = nn.Conv1d(c_in, c_out, kernel_size=kernel, stride=stride, bias=bias)
         self.norm = norm
+        self._winograd: tuple | None = None  # (the weight's identity and version, `_winograd_weights`)
         if norm == "group":
             self.layer_norm = nn.GroupNorm(c_out, c_out, affine=True)
         elif norm == "layer":
@@ -59,6 +60,26 @@ class ConvBlock(nn.Module):
                 and x.is_contiguous(memory_format=torch.channels_last)
                 and not torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu"))
 
+    def _winograd_weights(self) -> tuple[torch.Tensor, ...]:
+        """W0, W1, W2 and W0 + W2 of `_conv_k3s2`, each a contiguous (C_in, C_out) matrix: a strided slice
+        of the (C_out, C_in, 3) weight would be copied by every matmul. Cached until the weight changes."""
+        w = self.conv.weight
+        try:
+            key = (w.data_ptr(), w._version, w.dtype)
+        except RuntimeError:  # inference tensors keep no version counter: nothing to cache against
+            key = None
+        if key is None or self._winograd is None or self._winograd[0] != key:
+            parts = [w[:, :, i].t().contiguous() for i in range(3)]
+            parts.append(parts[0] + parts[2])
+            if key is None:
+                return tuple(parts)
+            self._winograd = (key, tuple(parts))
+        return self._winograd[1]
+
+    def train(self, mode: bool = True):
+        self._winograd = None
+        return super().train(mode)
+
     def _conv_k3s2(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """Inference: a kernel-3, stride-2 conv of one utterance in 5 channel matmuls per 2 frames, not 6.
 
@@ -72,8 +93,7 @@ class ConvBlock(nn.Module):
         xs = x[0, :, 0].t()  # (N, C_in), a view of the channels-last memory
         n = xs.shape[0]
         t, pairs = (n - 3) // 2 + 1, ((n - 3) // 2 + 1) // 2
-        w = self.conv.weight  # (C_out, C_in, 3)
-        w0, w1, w2 = w[:, :, 0].t(), w[:, :, 1].t(), w[:, :, 2].t()  # (C_in, C_out)
+        w0, w1, w2, w02 = self._winograd_weights()
         odd = xs[1 : 2 * t : 2]  # (T, C_in) rows 2C_in apart
         if out is None:
             out = odd.new_empty(t, w1.shape[1])
@@ -84,7 +104,7 @@ class ConvBlock(nn.Module):
         pair = y[: 2 * pairs].view(pairs, 2, y.shape[1])  # (S, 2, C_out): y[2s], y[2s+1]
         pair[:, 0].addmm_(e0 - e1, w0)
         pair[:, 1].addmm_(e2 - e1, w2)
-        pair.add_((e1 @ (w0 + w2))[:, None])
+        pair.add_((e1 @ w02)[:, None])
         if t % 2:  # the last output has no partner: y[2S] += W0 x[4S] + W2 x[4S+2]
             y[-1].add_(xs[4 * pairs] @ w0 + xs[4 * pairs + 2] @ w2)
         return y.t()[None, :, None]  # (1, C_out, 1, T) over (1, T, C_out) memory
