@@ -150,6 +150,8 @@ class FeedForward(nn.Module):
         self.output_dropout = nn.Dropout(config.hidden_dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not torch.is_grad_enabled() and not self.training:  # inference: the GELU in place
+            return self.output_dense(torch.ops.aten.gelu_(self.intermediate_dense(x)))
         x = self.intermediate_dropout(F.gelu(self.intermediate_dense(x)))
         return self.output_dropout(self.output_dense(x))
 
@@ -165,6 +167,12 @@ class EncoderLayer(nn.Module):
         self.final_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
 
     def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None) -> torch.Tensor:
+        if not torch.is_grad_enabled() and not self.training:  # inference: residuals added in place
+            if self.pre_ln:
+                x = self.attention(self.layer_norm(x), attn_mask).add_(x)
+                return self.feed_forward(self.final_layer_norm(x)).add_(x)
+            x = self.layer_norm(self.attention(x, attn_mask).add_(x))
+            return self.final_layer_norm(self.feed_forward(x).add_(x))
         if self.pre_ln:
             x = x + self.dropout(self.attention(self.layer_norm(x), attn_mask))
             return x + self.feed_forward(self.final_layer_norm(x))
