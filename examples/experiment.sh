@@ -104,6 +104,7 @@ fi
 step "transcribe and score the held-out test set"
 for arm in finetune scratch; do
   w2v transcribe "$out/data/test/train.jsonl" --model "$out/$arm" > "$out/$arm-test-hyp.jsonl"
-  w2v score "$out/data/test/train.jsonl" "$out/$arm-test-hyp.jsonl" --missing empty --json "$out/$arm-test-score.json"
+  w2v score "$out/data/test/train.jsonl" "$out/$arm-test-hyp.jsonl" --missing empty --json "$out/$arm-test-score.json" \
+    --by '-(espeak|flite)-'  # the rates per speech engine as well
 done
 .venv/bin/python examples/summarize_experiment.py "$out"

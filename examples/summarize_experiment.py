@@ -56,8 +56,12 @@ def pretraining_summary(run: Path) -> dict | None:
 def arm_summary(out: Path, arm: str) -> dict:
     score = json.loads((out / f"{arm}-test-score.json").read_text())
     rows = _metrics(out / arm)
-    return {"wer": round(score["wer"], 4), "cer": round(score["cer"], 4),
-            "updates": rows[-1]["update"] if rows else 0, "minutes": round(_minutes(rows), 1)}
+    summary = {"wer": round(score["wer"], 4), "cer": round(score["cer"], 4),
+               "updates": rows[-1]["update"] if rows else 0, "minutes": round(_minutes(rows), 1)}
+    if score.get("groups"):  # `w2v score --by`: the rates per speech engine
+        summary["by_group"] = {g["group"]: {"wer": round(g["wer"], 4), "cer": round(g["cer"], 4),
+                                            "utterances": g["sentences"]} for g in score["groups"]}
+    return summary
 
 
 def main(out: Path) -> None:
@@ -74,6 +78,11 @@ def main(out: Path) -> None:
     print(f"{'':>22} {'WER':>7} {'CER':>7} {'updates':>8} {'minutes':>8}")
     for name, r in (("pretrained + finetune", p), ("from scratch", s)):
         print(f"{name:>22} {r['wer']:7.1%} {r['cer']:7.1%} {r['updates']:8d} {r['minutes']:8.1f}")
+    for name, r in (("pretrained + finetune", p), ("from scratch", s)):
+        groups = r.get("by_group", {})
+        if groups:
+            print(f"{name:>22} CER by engine: " + ", ".join(
+                f"{g} {v['cer']:.1%} ({v['utterances']} utts)" for g, v in groups.items()))
     if summary["relative_cer_reduction"] is not None:
         print(f"pretraining cuts CER by {summary['relative_cer_reduction']:.0%} relative")
 

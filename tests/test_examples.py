@@ -223,3 +223,30 @@ def test_command_line_flags(tmp_path, monkeypatch, capsys):
     assert abs(x[:400]).max() > 0.001  # the leading silence carries the added noise
     with pytest.raises(SystemExit):
         make_data.main([*argv, "--voices", "festival:kal"])
+
+
+def test_experiment_summary_reports_both_arms_and_the_rates_per_engine(tmp_path, capsys):
+    """examples/summarize_experiment.py on the files examples/experiment.sh leaves: `w2v score --by` JSON
+    and each run's metrics.jsonl."""
+    import json
+
+    spec = importlib.util.spec_from_file_location("summarize_experiment", ROOT / "examples" / "summarize_experiment.py")
+    summarize = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(summarize)
+    for arm, cer in (("finetune", 0.3), ("scratch", 0.4)):
+        (tmp_path / arm).mkdir()
+        rows = [{"update": 100, "loss": 2.0, "updates_per_s": 2.0}, {"update": 400, "loss": 1.0, "updates_per_s": 1.0}]
+        (tmp_path / arm / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        groups = [{"group": "espeak", "sentences": 7, "wer": 0.5, "cer": cer - 0.1},
+                  {"group": "flite", "sentences": 3, "wer": 0.9, "cer": cer + 0.2}]
+        score = {"wer": 0.6, "cer": cer, "groups": groups}
+        (tmp_path / f"{arm}-test-score.json").write_text(json.dumps(score))
+    summarize.main(tmp_path)
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["pretraining"] is None  # no pretraining run in this directory
+    assert summary["pretrained"]["updates"] == 400 and summary["pretrained"]["minutes"] == 5.8  # 50 s + 300 s
+    assert summary["relative_cer_reduction"] == 0.25
+    assert summary["scratch"]["by_group"]["flite"] == {"wer": 0.9, "cer": 0.6, "utterances": 3}
+    out = capsys.readouterr().out
+    assert "CER by engine: espeak 20.0% (7 utts), flite 50.0% (3 utts)" in out
+    assert "cuts CER by 25% relative" in out
