@@ -222,9 +222,10 @@ class FeatureEncoder(nn.Module):
         if len(self.conv_layers) < 2:
             return False
         first, second = self.conv_layers[0], self.conv_layers[1]
+        shortest = first.conv.kernel_size[0] + 2 * first.conv.stride[0]  # 3 first-layer frames: 1 output
         return (first.norm == "group" and second.norm is None and second.conv.kernel_size[0] == 3
-                and second.conv.stride[0] == 2 and wav.shape[0] == 1 and wav.shape[1] >= first.conv.kernel_size[0]
-                + 2 * first.conv.stride[0] and wav.device.type == "cpu" and wav.dtype == torch.float32
+                and second.conv.stride[0] == 2 and wav.shape[0] == 1 and wav.shape[1] >= shortest
+                and wav.device.type == "cpu" and wav.dtype == torch.float32
                 and not torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu"))
 
     def _first_two_in_blocks(self, wav: torch.Tensor) -> torch.Tensor:
