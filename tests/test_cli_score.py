@@ -57,6 +57,13 @@ def files(tmp_path):
     return tmp_path, str(ref), str(hyp_a), str(hyp_b)
 
 
+def _score_process(*args):
+    """`w2v score ARGS` in a subprocess, as a user runs it (the error handler prints one line)."""
+    return subprocess.run(
+        [sys.executable, "-m", "w2vcli", "score", *args], capture_output=True, text=True, timeout=60
+    )
+
+
 def _run(*args):
     result = CliRunner().invoke(app, ["score", *args])
     if result.exception and not isinstance(result.exception, SystemExit):
@@ -139,9 +146,7 @@ def test_missing_modes(files, tmp_path):
         + "\n",
         encoding="utf-8",
     )
-    fail = subprocess.run(
-        [sys.executable, "-m", "w2vcli", "score", ref, str(hyp)], capture_output=True, text=True, timeout=60
-    )
+    fail = _score_process(ref, str(hyp))
     assert fail.returncode == 1
     assert "3 of 4 references have no hypothesis" in fail.stderr and "'u2'" in fail.stderr
     assert len(fail.stderr.strip().splitlines()) == 1 and "Traceback" not in fail.stderr
@@ -198,12 +203,7 @@ def test_errors_are_one_line(files, tmp_path, content, args, message, code):
     hyp = tmp_path / "h.tsv"
     if content is not None:
         hyp.write_text(content, encoding="utf-8")
-    proc = subprocess.run(
-        [sys.executable, "-m", "w2vcli", "score", ref, str(hyp), *args],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = _score_process(ref, str(hyp), *args)
     assert proc.returncode == code
     assert message in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
@@ -263,12 +263,7 @@ def test_by_without_a_capture_group_uses_the_whole_match(tmp_path):
 )
 def test_by_errors_are_one_line(tmp_path, pattern, message, code):
     ref, hyp, _, _ = _grouped_ref(tmp_path)
-    proc = subprocess.run(
-        [sys.executable, "-m", "w2vcli", "score", ref, hyp, "--by", pattern],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = _score_process(ref, hyp, "--by", pattern)
     assert proc.returncode == code
     assert message in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
