@@ -66,9 +66,7 @@ class UtteranceScore:
         return scoring.word_alignment(self.ref, self.hyp)
 
     def to_json(self) -> dict:
-        d = {"id": self.id, "ref": self.ref, "hyp": self.hyp, "wer": self.words.rate, "cer": self.chars.rate}
-        d.update(_counts_json(self.words, "", "ref_words", "hyp_words"))
-        d.update(_counts_json(self.chars, "char_", "ref_chars", "hyp_chars"))
+        d = {"id": self.id, "ref": self.ref, "hyp": self.hyp, **_rates_json(self.words, self.chars)}
         if self.missing:
             d["missing"] = True
         return d
@@ -84,10 +82,7 @@ class GroupScore:
     chars: EditCounts
 
     def to_json(self) -> dict:
-        d = {"group": self.name, "sentences": self.sentences, "wer": self.words.rate, "cer": self.chars.rate}
-        d.update(_counts_json(self.words, "", "ref_words", "hyp_words"))
-        d.update(_counts_json(self.chars, "char_", "ref_chars", "hyp_chars"))
-        return d
+        return {"group": self.name, "sentences": self.sentences, **_rates_json(self.words, self.chars)}
 
 
 @dataclass
@@ -340,6 +335,16 @@ def _bootstrap(systems: list[SystemScore], n: int, rng: np.random.Generator) -> 
     return comparisons
 
 
+def _rates_json(words: EditCounts, chars: EditCounts) -> dict:
+    """WER, CER and both levels' edit counts, as every level of the report writes them."""
+    return {
+        "wer": words.rate,
+        "cer": chars.rate,
+        **_counts_json(words, "", "ref_words", "hyp_words"),
+        **_counts_json(chars, "char_", "ref_chars", "hyp_chars"),
+    }
+
+
 def _counts_json(c: EditCounts, prefix: str, ref_key: str, hyp_key: str) -> dict:
     return {
         f"{prefix}substitutions": c.substitutions,
@@ -352,9 +357,7 @@ def _counts_json(c: EditCounts, prefix: str, ref_key: str, hyp_key: str) -> dict
 
 
 def _system_json(s: SystemScore) -> dict:
-    d = {"hyp": s.hyp_path, "wer": s.wer, "cer": s.cer}
-    d.update(_counts_json(s.words, "", "ref_words", "hyp_words"))
-    d.update(_counts_json(s.chars, "char_", "ref_chars", "hyp_chars"))
+    d = {"hyp": s.hyp_path, **_rates_json(s.words, s.chars)}
     d["sentences"] = len(s.utterances)
     d["sentence_errors"] = sum(u.words.errors > 0 for u in s.utterances)
     d["ser"] = s.ser
