@@ -53,22 +53,44 @@ def pretraining_summary(run: Path) -> dict | None:
     }
 
 
-def arm_summary(out: Path, arm: str) -> dict:
-    score = json.loads((out / f"{arm}-test-score.json").read_text())
-    rows = _metrics(out / arm)
-    summary = {"wer": round(score["wer"], 4), "cer": round(score["cer"], 4),
-               "updates": rows[-1]["update"] if rows else 0, "minutes": round(_minutes(rows), 1)}
-    if score.get("groups"):  # `w2v score --by`: the rates per speech engine
+def _score_summary(path: Path) -> dict:
+    """WER and CER of a `w2v score --json` report, and its `--by` groups (the speech engines) if any."""
+    score = json.loads(path.read_text())
+    summary = {"wer": round(score["wer"], 4), "cer": round(score["cer"], 4)}
+    if score.get("groups"):
         summary["by_group"] = {g["group"]: {"wer": round(g["wer"], 4), "cer": round(g["cer"], 4),
                                             "utterances": g["sentences"]} for g in score["groups"]}
     return summary
+
+
+def arm_summary(out: Path, arm: str) -> dict:
+    rows = _metrics(out / arm)
+    summary = {**_score_summary(out / f"{arm}-test-score.json"),
+               "updates": rows[-1]["update"] if rows else 0, "minutes": round(_minutes(rows), 1)}
+    lm = out / f"{arm}-test-lm-score.json"
+    if lm.exists():  # word-LM decoding with the setting chosen on the validation set
+        choice = json.loads((out / f"{arm}-lm-choice.json").read_text())
+        summary["lm"] = {**_score_summary(lm), "decoding": choice["decoding"], "valid_cer": choice["valid_cer"]}
+    return summary
+
+
+def _relative(p: dict, s: dict) -> float | None:
+    return round(1 - p["cer"] / s["cer"], 4) if s["cer"] else None
+
+
+def _by_engine(name: str, r: dict) -> None:
+    if r.get("by_group"):
+        print(f"{name:>22} CER by engine: " + ", ".join(
+            f"{g} {v['cer']:.1%} ({v['utterances']} utts)" for g, v in r["by_group"].items()))
 
 
 def main(out: Path) -> None:
     summary = {"pretraining": pretraining_summary(out / "pretrain"),
                "pretrained": arm_summary(out, "finetune"), "scratch": arm_summary(out, "scratch")}
     p, s = summary["pretrained"], summary["scratch"]
-    summary["relative_cer_reduction"] = round(1 - p["cer"] / s["cer"], 4) if s["cer"] else None
+    summary["relative_cer_reduction"] = _relative(p, s)
+    if "lm" in p and "lm" in s:
+        summary["relative_cer_reduction_lm"] = _relative(p["lm"], s["lm"])
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if summary["pretraining"]:
         t = summary["pretraining"]
@@ -79,12 +101,17 @@ def main(out: Path) -> None:
     for name, r in (("pretrained + finetune", p), ("from scratch", s)):
         print(f"{name:>22} {r['wer']:7.1%} {r['cer']:7.1%} {r['updates']:8d} {r['minutes']:8.1f}")
     for name, r in (("pretrained + finetune", p), ("from scratch", s)):
-        groups = r.get("by_group", {})
-        if groups:
-            print(f"{name:>22} CER by engine: " + ", ".join(
-                f"{g} {v['cer']:.1%} ({v['utterances']} utts)" for g, v in groups.items()))
+        _by_engine(name, r)
     if summary["relative_cer_reduction"] is not None:
         print(f"pretraining cuts CER by {summary['relative_cer_reduction']:.0%} relative")
+    if "relative_cer_reduction_lm" in summary:
+        print("with the word LM, its weights chosen on the validation set per arm:")
+        for name, r in (("pretrained + finetune", p["lm"]), ("from scratch", s["lm"])):
+            print(f"{name:>22} {r['wer']:7.1%} {r['cer']:7.1%}  ({r['decoding']})")
+        for name, r in (("pretrained + finetune", p["lm"]), ("from scratch", s["lm"])):
+            _by_engine(name, r)
+        if summary["relative_cer_reduction_lm"] is not None:
+            print(f"pretraining cuts CER by {summary['relative_cer_reduction_lm']:.0%} relative with the LM")
 
 
 if __name__ == "__main__":
