@@ -199,8 +199,8 @@ def _is_slice(crop: torch.Tensor, source: torch.Tensor) -> bool:
 
 def test_crops_are_equal_length_within_source_and_seeded():
     items = _items([900, 1200, 700, 3000])
-    batch = collate_crops(items, torch.Generator().manual_seed(0))
-    assert batch.waveforms.shape == (4, 700) and batch.lengths.tolist() == [700] * 4
+    batch = collate_crops(items, torch.Generator().manual_seed(0))  # the shortest, 700, down to the grid
+    assert batch.waveforms.shape == (4, 640) and batch.lengths.tolist() == [640] * 4
     assert all(_is_slice(batch.waveforms[b], it.wav) for b, it in enumerate(items))
     capped = collate_crops(items, torch.Generator().manual_seed(0), max_crop_samples=500)
     assert capped.waveforms.shape == (4, 500)
@@ -323,3 +323,18 @@ def test_speed_perturbed_loader_draws_per_item_and_is_reproducible(corpus, vocab
     assert all(b.waveforms.shape[1] <= 0.1 * SR for b in crops)
     in_workers = list(make_loader(utts, 0.5, crop_seconds=0.1, seed=3, speed_perturb=(0.9, 1.1), num_workers=2))
     assert all(_same(a, b) for a, b in zip(crops, in_workers, strict=True))  # drawn per batch, not per process
+
+
+def test_grid_lengths_are_whole_frames_within_ten_percent_and_few():
+    from w2vcli.batching import FRAME_SAMPLES, grid_samples
+
+    lengths = range(FRAME_SAMPLES, 20 * SR, 97)
+    ups = [grid_samples(n) for n in lengths]
+    downs = [grid_samples(n, up=False) for n in lengths]
+    for n, up, down in zip(lengths, ups, downs):
+        assert up % FRAME_SAMPLES == 0 and down % FRAME_SAMPLES == 0
+        assert n <= up <= 1.1 * n + FRAME_SAMPLES and n >= down >= n / 1.1 - FRAME_SAMPLES
+        assert grid_samples(up) == up and grid_samples(down, up=False) == down
+    assert ups == sorted(ups) and downs == sorted(downs)
+    assert len(set(ups)) <= 70  # 20 ms to 20 s: batches reuse a few dozen kernel shapes
+    assert grid_samples(200) == 200 == grid_samples(200, up=False)  # under a frame: untouched

@@ -19,7 +19,7 @@ import soxr
 import torch
 
 from w2vcli.audio import SAMPLE_RATE, load_audio
-from w2vcli.batching import LengthBatchSampler
+from w2vcli.batching import LengthBatchSampler, grid_samples
 from w2vcli.errors import W2VError
 from w2vcli.manifest import Utterance
 
@@ -121,10 +121,13 @@ def collate_crops(
     generator: torch.Generator | None = None,
     max_crop_samples: int | None = None,
 ) -> Batch:
-    """Crop every item to the shortest in the batch (at most `max_crop_samples`) at random offsets."""
+    """Crop every item to the shortest in the batch (at most `max_crop_samples`) at random offsets; a
+    shortest item under the cap sets a length rounded down to the batch-length grid (`grid_samples`)."""
     size = min(it.length for it in items)
-    if max_crop_samples is not None:
-        size = min(size, max_crop_samples)
+    if max_crop_samples is None or size < max_crop_samples:
+        size = grid_samples(size, up=False)
+    else:
+        size = max_crop_samples
     crops = []
     for it in items:
         start = int(torch.randint(it.length - size + 1, (1,), generator=generator))
@@ -139,12 +142,13 @@ def collate_padded(
     generator: torch.Generator | None = None,
     label_pad: int = LABEL_PAD,
 ) -> Batch:
-    """Zero-pad waveforms to the longest item; pad labels with `label_pad` when every item has them.
+    """Zero-pad waveforms to the longest item's length rounded up to the batch-length grid
+    (`grid_samples`); pad labels with `label_pad` when every item has them.
 
     `generator` is unused; it keeps the signature of `collate_crops` so the loader can call either.
     """
     lengths = torch.tensor([it.length for it in items], dtype=torch.long)
-    waveforms = torch.zeros(len(items), int(lengths.max()))  # (B, N)
+    waveforms = torch.zeros(len(items), grid_samples(int(lengths.max())))  # (B, N)
     for b, it in enumerate(items):
         waveforms[b, : it.length] = it.wav
     labels = label_lengths = None
@@ -291,6 +295,7 @@ def make_loader(
         batch_seconds,
         max_item_seconds=crop_seconds,
         max_batch_size=max_batch_size,
+        pad_grid=crop_seconds is None,
         shuffle=shuffle,
         seed=seed,
         rank=rank,

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from w2vcli.config import ModelConfig
+from w2vcli.model.dropout import Dropout
 
 
 class ConvBlock(nn.Module):
@@ -257,7 +258,7 @@ class FeatureProjection(nn.Module):
         c = config.conv_dim[-1]
         self.layer_norm = nn.LayerNorm(c, eps=config.layer_norm_eps)
         self.projection = nn.Linear(c, config.hidden_size)
-        self.dropout = nn.Dropout(config.feat_proj_dropout)
+        self.dropout = Dropout(config.feat_proj_dropout)
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # (B, T, C)
         normed = self.layer_norm(features)

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from w2vcli.config import ModelConfig
+from w2vcli.model.dropout import Dropout, attention
 
 FFT_MAX_BLOCKS = 64  # overlap-save blocks transformed at once: bounds memory on unchunked long inputs
 
@@ -135,9 +136,12 @@ class Attention(nn.Module):
             p(x).view(b, t, self.heads, d // self.heads).transpose(1, 2).to(dtype)
             for p in (self.q_proj, self.k_proj, self.v_proj)
         )  # (B, H, T, D/H)
-        y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
-        )  # (B, H, T, D/H), laid out as (B, T, H, D/H): the reshape below is free
+        if self.training and self.dropout > 0 and x.device.type == "cpu":
+            y = attention(q, k, v, attn_mask, self.dropout)  # SDPA's dropout is slow on CPUs (model/dropout.py)
+        else:
+            y = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0
+            )  # (B, H, T, D/H), laid out as (B, T, H, D/H): the reshape below is free
         return self.out_proj(y.transpose(1, 2).reshape(b, t, d).to(x.dtype))
 
 
@@ -146,8 +150,8 @@ class FeedForward(nn.Module):
         super().__init__()
         self.intermediate_dense = nn.Linear(config.hidden_size, config.intermediate_size)
         self.output_dense = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.intermediate_dropout = nn.Dropout(config.activation_dropout)
-        self.output_dropout = nn.Dropout(config.hidden_dropout)
+        self.intermediate_dropout = Dropout(config.activation_dropout)
+        self.output_dropout = Dropout(config.hidden_dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not torch.is_grad_enabled() and not self.training:  # inference: the GELU in place
@@ -161,7 +165,7 @@ class EncoderLayer(nn.Module):
         super().__init__()
         self.pre_ln = config.do_stable_layer_norm
         self.attention = Attention(config)
-        self.dropout = nn.Dropout(config.hidden_dropout)
+        self.dropout = Dropout(config.hidden_dropout)
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.feed_forward = FeedForward(config)
         self.final_layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
@@ -190,7 +194,7 @@ class Encoder(nn.Module):
         self.layerdrop = config.layerdrop
         self.pos_conv_embed = PositionalConvEmbedding(config)
         self.layer_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout)
+        self.dropout = Dropout(config.hidden_dropout)
         self.layers = nn.ModuleList(EncoderLayer(config) for _ in range(config.num_hidden_layers))
 
     def forward(

@@ -15,6 +15,7 @@ from torch import nn
 
 from w2vcli.config import ModelConfig
 from w2vcli.losses import contrastive_logits, contrastive_loss, diversity_loss
+from w2vcli.model.dropout import Dropout
 from w2vcli.model.feature_encoder import FeatureEncoder, FeatureProjection, GradMultiply
 from w2vcli.model.quantizer import GumbelVectorQuantizer
 from w2vcli.model.transformer import Encoder, PositionalConvEmbedding
@@ -146,7 +147,7 @@ class Wav2Vec2ForCTC(nn.Module):
         super().__init__()
         self.config = config
         self.wav2vec2 = Wav2Vec2Model(config)
-        self.dropout = nn.Dropout(config.final_dropout)
+        self.dropout = Dropout(config.final_dropout)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size)
         init_weights(self)
 
