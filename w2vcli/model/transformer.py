@@ -113,7 +113,8 @@ def fft_conv(
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention through PyTorch's fused scaled_dot_product_attention.
+    """Multi-head self-attention through PyTorch's fused scaled_dot_product_attention; in training on
+    a CPU with attention dropout, through `dropout.attention` (SDPA's unfused dropout path is slow there).
 
     `inference_dtype` (None: the input's) is the dtype attention itself runs in outside training:
     `--int8` sets bfloat16 on CPUs with AMX, where it halves the attention time at long T. The
