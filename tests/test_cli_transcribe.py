@@ -133,6 +133,7 @@ def test_output_dir_mirrors_paths_and_skip_existing(hf_dir, clips, tmp_path):
     )
     assert r.returncode == 0, r.stderr
     got = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert got.pop(0) == ".w2v-written.jsonl"  # the ledger of what w2v wrote (and may overwrite)
     assert got == [
         f"{d}/{n}.{f}" for d, n in [("a", "x"), ("b", "x"), ("b", "y")] for f in ("json", "srt", "txt")
     ]

@@ -29,6 +29,7 @@ EMPTY, NOT_AUDIO, CORRUPT, TRUNCATED, UNREADABLE = (
     "unreadable",
 )
 SILENCE, NONFINITE, CLIPPING = "silence", "nan/inf samples", "clipping"
+RAW_SUFFIXES = frozenset({".raw", ".pcm"})  # libsndfile reads these only when told the rate and encoding
 
 
 class BadAudio(W2VError):
@@ -84,9 +85,19 @@ def _open_failure(path: Path, e: Exception) -> BadAudio:
 
 def open_audio(path: Path) -> sf.SoundFile:
     """An open libsndfile handle for reading in blocks; raises BadAudio with the reason it cannot open."""
+    if Path(path).suffix.lower() in RAW_SUFFIXES:
+        raise BadAudio(
+            NOT_AUDIO,
+            f"{path}: headerless raw PCM: its sample rate and encoding are unknown; convert it first, "
+            f"e.g. `sox -t raw -r 16000 -e signed -b 16 -c 1 {path} {Path(path).with_suffix('.wav')}`",
+        )
     try:
+        try:
+            os.fsencode(path).decode("utf-8")
+        except UnicodeDecodeError:  # libsndfile takes UTF-8 names only: hand it the open file instead
+            return sf.SoundFile(os.open(path, os.O_RDONLY), closefd=True)
         return sf.SoundFile(str(path))
-    except (sf.LibsndfileError, RuntimeError, OSError) as e:
+    except (sf.LibsndfileError, RuntimeError, OSError, TypeError) as e:  # TypeError: a format without a header
         raise _open_failure(path, e) from None
 
 

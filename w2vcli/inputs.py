@@ -66,9 +66,12 @@ def _walk(root: Path, skip: Path | None):
 
 
 def _rel_of_file(path: Path) -> PurePosixPath:
-    cwd = Path.cwd()
+    """A file's place in an output mirror: its path below the working directory, else its absolute
+    path without the root (`/data/a.wav` -> `data/a`). `..` is resolved first, so the result never
+    climbs out of the output folder."""
+    path = Path(os.path.abspath(path))
     try:
-        return PurePosixPath(path.relative_to(cwd).as_posix())
+        return PurePosixPath(path.relative_to(Path.cwd()).as_posix())
     except ValueError:
         return PurePosixPath(path.as_posix().lstrip("/"))
 

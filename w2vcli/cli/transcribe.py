@@ -125,13 +125,16 @@ def transcribe(
 
     from w2vcli.distributed import from_env, select_device
     from w2vcli.model_source import load_model
-    from w2vcli.pipelines.transcribe import TranscribeOptions, expand, output_paths
+    from w2vcli.pipelines.transcribe import TranscribeOptions, expand, open_outputs, output_paths
     from w2vcli.pipelines.transcribe import transcribe as run
 
     stdin = (os.fsdecode(line) for line in sys.stdin.buffer) if "-" in audio else ()
     items = expand(audio, stdin, skip_dir=output_dir)
-    if skip_existing:
-        items = [it for it in items if not all(p.exists() for p in output_paths(it, output_dir, formats))]
+    ledger = None
+    if output_dir is not None:
+        if skip_existing:  # whoever wrote them, existing outputs are left as they are
+            items = [it for it in items if not all(p.exists() for p in output_paths(it, output_dir, formats))]
+        ledger = open_outputs(items, output_dir, formats)
     dev = str(select_device(device, from_env()))
     options = TranscribeOptions(
         chunk_seconds=chunk_seconds,
@@ -145,18 +148,18 @@ def transcribe(
         word_score=word_score,
     )
     loaded = load_model(model, device=dev, int8=int8)
-    failed = _run(lambda on_progress: run(items, loaded, options, on_progress), items, output_dir, formats)
+    failed = _run(lambda on_progress: run(items, loaded, options, on_progress), items, ledger, formats)
     if failed:
         raise typer.Exit(1)
 
 
-def _emit(result: dict, items, output_dir, formats) -> None:
+def _emit(result: dict, items, ledger, formats) -> None:
     from w2vcli.formats import public, render
     from w2vcli.pipelines.transcribe import write_outputs
 
-    if output_dir is not None:
+    if ledger is not None:
         if "error" not in result:
-            write_outputs(result, items[result["_index"]], output_dir, formats)
+            write_outputs(result, items[result["_index"]], ledger, formats)
         return
     try:
         if formats:
@@ -170,13 +173,14 @@ def _emit(result: dict, items, output_dir, formats) -> None:
         raise typer.Exit(141) from None
 
 
-def _run(start_pipeline, items, output_dir, formats) -> int:
-    """Drive the pipeline under a progress bar (files, audio, real-time factor); returns the failures."""
+def _run(start_pipeline, items, ledger, formats) -> int:
+    """Drive the pipeline under a progress bar (files, audio, real-time factor); returns the failures,
+    counting every input that produced no result as one."""
     from rich.progress import TextColumn
 
     from w2vcli.console import err, error, progress
 
-    failed, audio_seconds, fed, start = 0, 0.0, [0.0], time.monotonic()
+    done, failed, audio_seconds, fed, start = 0, 0, 0.0, [0.0], time.monotonic()
     bar = progress(TextColumn("{task.fields[audio]:.1f} min audio"), TextColumn("RTF {task.fields[rtf]:.3f}"))
     with bar:
         task = bar.add_task("transcribing", total=len(items), audio=0.0, rtf=0.0)
@@ -191,13 +195,17 @@ def _run(start_pipeline, items, output_dir, formats) -> int:
                 error(result["error"])
             else:
                 audio_seconds += result["duration"]
-            _emit(result, items, output_dir, formats)
+                done += 1
+            _emit(result, items, ledger, formats)
             bar.update(task, advance=1)
+    missing = len(items) - done - failed
+    if missing:
+        error(f"{missing} input(s) produced no result")
     wall = time.monotonic() - start
     rtf = f", RTF {wall / audio_seconds:.3f}" if audio_seconds else ""
     err.print(
-        f"{len(items) - failed} transcribed, {failed} failed: {audio_seconds / 60:.1f} min of audio "
+        f"{done} transcribed, {failed + missing} failed: {audio_seconds / 60:.1f} min of audio "
         f"in {wall:.1f} s{rtf}",
         markup=False,
     )
-    return failed
+    return failed + missing

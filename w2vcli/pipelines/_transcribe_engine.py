@@ -20,6 +20,7 @@ import torch
 from w2vcli.audio import SAMPLE_RATE, probe_audio
 from w2vcli.chunking import Chunk, ChunkPlan, iter_chunks, mean_std, read_blocks
 from w2vcli.errors import W2VError
+from w2vcli.inputs import shown
 from w2vcli.model.wav2vec2 import normalize_waveform
 
 PREFETCH_CHUNKS = 8
@@ -55,9 +56,13 @@ def _read_file(path, plan: ChunkPlan, index: int, normalize: bool) -> Iterator[E
         for chunk in iter_chunks(_counted(read_blocks(path), counter), plan):
             if len(chunk.wav) < plan.field:
                 raise W2VError(f"{path}: too short to transcribe ({len(chunk.wav)} samples at 16 kHz)")
+            if not np.isfinite(chunk.wav).all():
+                raise W2VError(f"{path}: NaN or Inf samples near {chunk.start_frame * plan.frame / SAMPLE_RATE:.2f} s")
             yield Event("chunk", index, chunk, stats=stats)
-    except (W2VError, OSError, MemoryError, sf.LibsndfileError, RuntimeError) as e:
-        yield Event("error", index, message=str(e) or type(e).__name__)
+    except Exception as e:  # noqa: BLE001 - whatever the reader meets is this input's error, never the run's
+        known = isinstance(e, (W2VError, OSError, MemoryError, sf.LibsndfileError))
+        message = str(e) if known and str(e) else f"{shown(path)}: cannot read ({type(e).__name__}: {e})"
+        yield Event("error", index, message=shown(message))
         return
     yield Event("end", index, samples=counter[0])
 

@@ -31,8 +31,10 @@ from w2vcli.decoding import (
     to_text,
     word_timestamps,
 )
+from w2vcli.errors import UsageError
 from w2vcli.formats import render
-from w2vcli.fsutil import atomic_write
+from w2vcli.fsutil import OutputLedger
+from w2vcli.inputs import shown
 from w2vcli.pipelines._transcribe_engine import Prefetcher, run_events
 from w2vcli.pipelines._transcribe_inputs import Item, expand
 
@@ -42,6 +44,7 @@ __all__ = [
     "expand",
     "Item",
     "output_paths",
+    "open_outputs",
     "write_outputs",
 ]
 
@@ -171,10 +174,23 @@ def output_paths(item: Item, out_dir: str | os.PathLike, formats: list[str]) -> 
     return [Path(out_dir) / f"{item.rel}.{fmt}" for fmt in formats]
 
 
-def write_outputs(result: dict, item: Item, out_dir: str | os.PathLike, formats: list[str]) -> list[Path]:
-    """One file per format, each written atomically (temporary name, then rename)."""
-    paths = output_paths(item, out_dir, formats)
+def open_outputs(items: list[Item], out_dir: str | os.PathLike, formats: list[str]) -> OutputLedger:
+    """The ledger of `out_dir`, after checking that no output would leave the folder or replace a file
+    that transcription did not write there (an input, a reference transcript, a user's file)."""
+    ledger = OutputLedger(out_dir)
+    bad = ledger.conflicts(p for it in items for p in output_paths(it, out_dir, formats))
+    if bad:
+        more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
+        raise UsageError(
+            f"--output-dir {shown(out_dir)}: writing {shown(bad[0])}{more} would replace a file that w2v did "
+            "not write or that changed since; choose another --output-dir"
+        )
+    return ledger
+
+
+def write_outputs(result: dict, item: Item, ledger: OutputLedger, formats: list[str]) -> list[Path]:
+    """One file per format, each written atomically (temporary name, then rename) and recorded."""
+    paths = output_paths(item, ledger.root, formats)
     for fmt, path in zip(formats, paths, strict=True):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, render(result, fmt))
+        ledger.write(path, render(result, fmt))
     return paths
