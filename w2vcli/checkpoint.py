@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,9 +21,16 @@ from w2vcli import __version__
 from w2vcli.config import CONFIG_FILE, ModelConfig
 from w2vcli.errors import W2VError
 from w2vcli.model import Wav2Vec2ForCTC, Wav2Vec2ForPreTraining
-from w2vcli.text import VOCAB_FILE, Vocabulary
+from w2vcli.text import SPM_FILE, VOCAB_FILE, Vocabulary
 
 WEIGHTS_FILE = "model.safetensors"
+# What a checkpoint directory consists of (ours and Hugging Face's): the only files a command that
+# writes a model into an existing directory may replace or remove there.
+CHECKPOINT_FILES = frozenset({
+    CONFIG_FILE, WEIGHTS_FILE, VOCAB_FILE, SPM_FILE, "preprocessor_config.json", "tokenizer_config.json",
+    "special_tokens_map.json", "added_tokens.json", "pytorch_model.bin", "model.safetensors.index.json",
+    "generation_config.json",
+})
 HEADS = {"ctc": Wav2Vec2ForCTC, "pretraining": Wav2Vec2ForPreTraining}
 
 
@@ -68,15 +76,20 @@ def save_checkpoint(
     for f in tmp.iterdir():
         with open(f, "rb") as fh:
             os.fsync(fh.fileno())
-    if directory.exists():
+    if not directory.exists():
+        os.replace(tmp, directory)
+    elif all(f.name in CHECKPOINT_FILES and f.is_file() for f in directory.iterdir()):
         old = directory.with_name(f".{directory.name}.old-{os.getpid()}")
-        os.replace(directory, old)
+        os.replace(directory, old)  # a checkpoint and nothing else: swap the whole directory
         os.replace(tmp, directory)
-        for f in old.iterdir():
-            f.unlink()
-        old.rmdir()
-    else:
-        os.replace(tmp, directory)
+        shutil.rmtree(old)
+    else:  # other files live there too: replace ours one by one and leave the rest alone
+        for name in CHECKPOINT_FILES:
+            if not (tmp / name).exists():
+                (directory / name).unlink(missing_ok=True)
+        for f in tmp.iterdir():
+            os.replace(f, directory / f.name)
+        tmp.rmdir()
     return directory
 
 

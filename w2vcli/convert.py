@@ -14,9 +14,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from w2vcli.checkpoint import HEADS, Checkpoint, head_of, load_checkpoint, save_checkpoint
+from w2vcli.checkpoint import CHECKPOINT_FILES, HEADS, Checkpoint, head_of, load_checkpoint, save_checkpoint
 from w2vcli.config import ModelConfig
-from w2vcli.errors import W2VError
+from w2vcli.errors import UsageError, W2VError
 from w2vcli.text import VOCAB_FILE, Vocabulary
 
 POS_CONV = "wav2vec2.encoder.pos_conv_embed.conv."
@@ -189,11 +189,27 @@ def load_any(path: str | os.PathLike) -> Checkpoint:
     return load_checkpoint(path)
 
 
-def convert(src: str | os.PathLike, dst: str | os.PathLike, to: str = "w2v") -> Path:
+def check_destination(dst: str | os.PathLike, overwrite: bool) -> None:
+    """A model may be written into a new or empty directory; into one holding files only with
+    `overwrite`, and then only the files a checkpoint consists of are replaced or removed."""
+    dst = Path(dst)
+    if dst.exists() and not dst.is_dir():
+        raise UsageError(f"DST {dst} is a file; give a directory for the model")
+    if dst.is_dir() and any(dst.iterdir()) and not overwrite:
+        raise UsageError(
+            f"DST {dst} is not empty; choose a new directory, or pass --overwrite to replace the model "
+            "files there (other files are kept)"
+        )
+
+
+def convert(src: str | os.PathLike, dst: str | os.PathLike, to: str = "w2v", overwrite: bool = False) -> Path:
     """`w2v convert`: any supported directory -> ours (`to="w2v"`) or transformers' (`to="hf"`)."""
+    if to not in ("w2v", "hf"):
+        raise UsageError(f"--to must be 'w2v' or 'hf', not {to!r}")
+    check_destination(dst, overwrite)
     ckpt = load_any(src)
-    if to == "hf":
-        return export_hf(ckpt, dst)
     if to == "w2v":
         return save_checkpoint(ckpt.model, dst, ckpt.vocab, source=str(src))
-    raise W2VError(f"--to must be 'w2v' or 'hf', not {to!r}")
+    for name in CHECKPOINT_FILES:  # a model written over another must not mix with its leftovers
+        (Path(dst) / name).unlink(missing_ok=True)
+    return export_hf(ckpt, dst)

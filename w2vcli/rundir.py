@@ -29,11 +29,20 @@ import torch
 from safetensors.torch import load_file
 
 from w2vcli.checkpoint import WEIGHTS_FILE, is_checkpoint, save_checkpoint
-from w2vcli.errors import W2VError
+from w2vcli.errors import UsageError, W2VError
 from w2vcli.fsutil import atomic_write
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 TRAINER_FILE, LAST_FILE, SETTINGS_FILE, METRICS_FILE = "trainer.pt", "last", "train.json", "metrics.jsonl"
 _UPDATE_DIR = re.compile(r"^update-(\d+)$")
+LOCK_FILE = ".lock"
+# Temporary names of checkpoint writes (rundir.save, checkpoint.save_checkpoint, fsutil.atomic_open).
+_PARTIAL = re.compile(r"^\.(update-\d+\.partial|\.update-\d+\.partial\.tmp-\d+|(best|update-\d+)\.(tmp|old)-\d+"
+                      r"|(last|train\.json|metrics\.jsonl)\.\d+\.tmp)$")
 
 
 def rng_state() -> dict:
@@ -70,6 +79,39 @@ class RunDir:
         self.metrics = self.path / METRICS_FILE
         self.settings = self.path / SETTINGS_FILE
         self.last_file = self.path / LAST_FILE
+        self._lock: int | None = None
+
+    def lock(self) -> None:
+        """Hold RUN for this process: a second training process on the same RUN is refused in one line.
+        The lock is the kernel's (flock), so a process killed with -9 never leaves it stuck."""
+        if fcntl is None or self._lock is not None:  # no flock (Windows): unguarded
+            return
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            owner = os.read(fd, 64).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise UsageError(f"{self.path} is in use by another w2v process (pid {owner}); wait for it to end "
+                             "or choose another --out") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._lock = fd
+
+    def unlock(self) -> None:
+        if self._lock is not None:
+            os.close(self._lock)  # closing the descriptor releases the flock
+            self._lock = None
+
+    def remove_partial(self) -> list[Path]:
+        """Delete what killed runs left half-written (only while holding the lock): checkpoint and
+        best directories under temporary names. Returns what was removed."""
+        stale = [p for d in (self.path, self.checkpoints) if d.is_dir() for p in d.iterdir()
+                 if _PARTIAL.match(p.name)]
+        for p in stale:
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        return stale
 
     def clear(self) -> None:
         """`--fresh`: forget checkpoints, best and metrics (prepared data in RUN/data is kept)."""

@@ -119,6 +119,7 @@ class Trainer:
         """Load the run's latest checkpoint, if any: weights, optimizer, scaler, data position, RNGs."""
         ckpt = self.run.latest()
         if ckpt is None:
+            self.log.rewind(0)  # a run killed before its first checkpoint starts over: so does its log
             return False
         state = load_trainer_state(ckpt)
         load_weights(self.model, ckpt)

@@ -25,12 +25,17 @@ def setup(cfg: TrainConfig) -> tuple[Dist, torch.device]:
     return dist, device
 
 
-def open_run(out: str | os.PathLike, cfg: TrainConfig, dist: Dist) -> RunDir:
-    run = RunDir(out)
+def open_run(run: RunDir, cfg: TrainConfig, dist: Dist, on_event=None) -> RunDir:
+    """Lock RUN for this run (the main process; release with `run.unlock()`), remove what killed runs
+    left half-written, and clear it for `--fresh`."""
     if run.path.exists() and not run.path.is_dir():
         raise UsageError(f"--out {run.path} is a file; give a directory for the run")
     if dist.main:
-        run.path.mkdir(parents=True, exist_ok=True)
+        run.lock()
+        stale = run.remove_partial()
+        if stale and on_event:
+            on_event(Event("warning", 0, 0, message=f"removed {len(stale)} half-written checkpoint(s) "
+                                                    f"of an interrupted run, e.g. {stale[0].name}"))
         if cfg.fresh:
             run.clear()
     distributed.barrier(dist)

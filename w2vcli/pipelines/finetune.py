@@ -189,8 +189,9 @@ def finetune(data: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig, 
     """Fine-tune `init` ("none": `model_config` from scratch) with CTC on DATA's train.jsonl, validating
     on its valid.jsonl; re-running resumes the run `out` unless cfg.fresh."""
     dist, device = setup(cfg)
+    run = RunDir(out)
     try:
-        run = open_run(out, cfg, dist)
+        open_run(run, cfg, dist, on_event if dist.main else None)
         data_dir = resolve_data(data, run, dist, unlabelled=False)
         try:
             vocab = load_vocabulary(data_dir)
@@ -215,8 +216,8 @@ def finetune(data: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig, 
         validate = make_validator(valid, vocab, cfg, device, dist) if valid else None
         trainer = Trainer(model, FinetuneTask(config, cfg, train_cnn), loader, cfg, run, device, dist, on_event,
                           validate=validate, vocab=vocab, info={"task": "finetune", "init": init})
-        if latest is not None:
-            trainer.resume()
+        if not cfg.fresh:
+            trainer.resume()  # with no checkpoint yet, it drops the log lines of a run killed before one
         if dist.main:
             run.write_settings({"command": "finetune", "data": str(data_dir), "init": source,
                                 "train": cfg.to_dict(), "model": config.to_dict(), "train_feature_encoder": train_cnn, "utterances": len(utts),
@@ -225,4 +226,5 @@ def finetune(data: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig, 
                                 "world_size": dist.world_size, "device": str(device)})
         return trainer.train()
     finally:
+        run.unlock()
         distributed.shutdown(dist)

@@ -22,6 +22,7 @@ from w2vcli.masking import compute_mask_indices, sample_negative_indices
 from w2vcli.model import Wav2Vec2ForPreTraining
 from w2vcli.model.quantizer import gumbel_temperature
 from w2vcli.pipelines._training import load_split, open_run, resolve_data, resume_config, setup
+from w2vcli.rundir import RunDir
 from w2vcli.train import Trainer, TrainResult
 
 
@@ -119,8 +120,9 @@ def pretrain(data: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig, 
     """Pretrain on DATA (a prep output, or a folder of audio prepared into RUN/data) into the run `out`;
     re-running resumes from the run's last checkpoint unless cfg.fresh."""
     dist, device = setup(cfg)
+    run = RunDir(out)
     try:
-        run = open_run(out, cfg, dist)
+        open_run(run, cfg, dist, on_event if dist.main else None)
         data_dir = resolve_data(data, run, dist, on_prep_progress)
         config = resume_config(run, model_config, cfg.fresh, on_event if dist.main else None)
         min_seconds = (config.receptive_field + config.frame_stride * (config.mask_time_length + 1)) / 16000
@@ -141,4 +143,5 @@ def pretrain(data: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig, 
                                 "world_size": dist.world_size, "device": str(device)})
         return trainer.train()
     finally:
+        run.unlock()
         distributed.shutdown(dist)
