@@ -93,6 +93,18 @@ def save_checkpoint(
     return directory
 
 
+def read_safetensors(path: str | os.PathLike, device: str = "cpu") -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors; an empty, truncated or foreign file is one clear error."""
+    try:
+        return load_file(str(path), device=device)
+    except OSError as e:
+        raise W2VError(f"cannot read {path}: {e.strerror or e}") from None
+    except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for bad headers and sizes
+        reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
+        raise W2VError(f"{path} is not a readable safetensors file, truncated or damaged ({reason}); "
+                       "copy or convert the model again") from None
+
+
 def read_info(directory: str | os.PathLike) -> dict:
     path = Path(directory) / CONFIG_FILE
     try:
@@ -113,14 +125,24 @@ def load_checkpoint(directory: str | os.PathLike, map_location: str = "cpu") -> 
     if head not in HEADS:
         raise W2VError(f"{directory}: unknown head {head!r} in config.json")
     model = HEADS[head](config)
-    state = load_file(str(directory / WEIGHTS_FILE), device=map_location)
+    state = read_safetensors(directory / WEIGHTS_FILE, map_location)
     own = model.state_dict()
     wrong = [k for k in own if k not in state or state[k].shape != own[k].shape] + [k for k in state if k not in own]
     if wrong:
         raise W2VError(f"{directory}: weights do not match config.json ({len(wrong)} tensors differ, e.g. {wrong[0]})")
     model.load_state_dict(state)
     vocab = Vocabulary.load(directory) if (directory / VOCAB_FILE).is_file() else None
+    if head == "ctc":
+        check_vocab(vocab, config, directory)
     return Checkpoint(model.eval(), config, head, vocab, directory)
+
+
+def check_vocab(vocab, config: ModelConfig, where) -> None:
+    """A CTC head writes one logit per token: a vocabulary of another size would decode ids it has no
+    token for (or never emit some), so the model is refused when it loads, not mid-transcription."""
+    if vocab is not None and len(vocab) != config.vocab_size:
+        raise W2VError(f"{where}: the vocabulary has {len(vocab)} tokens but the CTC head outputs "
+                       f"{config.vocab_size}; the vocabulary does not belong to this model")
 
 
 def load_backbone(model: torch.nn.Module, source: torch.nn.Module) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,9 +65,18 @@ class ModelConfig:
     pad_token_id: int = 0  # the CTC blank
 
     def __post_init__(self) -> None:
+        problems = _type_problems(self)
+        if problems:  # sizes are checked only once they are numbers at all
+            raise W2VError("invalid model config: " + "; ".join(problems))
         for name in ("conv_dim", "conv_kernel", "conv_stride"):
-            setattr(self, name, tuple(int(v) for v in getattr(self, name)))
-        problems = []
+            setattr(self, name, tuple(getattr(self, name)))
+        problems = [f"{name} must be at least {low}, not {getattr(self, name)}"
+                    for name, low in _MINIMUM.items() if getattr(self, name) < low]
+        for name in ("conv_dim", "conv_kernel", "conv_stride"):
+            if not getattr(self, name) or min(getattr(self, name)) < 1:
+                problems.append(f"{name} must be a non-empty list of positive integers")
+        if not 0 <= self.pad_token_id < self.vocab_size:
+            problems.append(f"pad_token_id {self.pad_token_id} must be below vocab_size {self.vocab_size}")
         if not len(self.conv_dim) == len(self.conv_kernel) == len(self.conv_stride):
             problems.append("conv_dim, conv_kernel and conv_stride must have the same length")
         if self.feat_extract_norm not in ("group", "layer"):
@@ -85,6 +95,22 @@ class ModelConfig:
             problems.append("dropout, layerdrop and mask probabilities must lie in [0, 1)")
         if problems:
             raise W2VError("invalid model config: " + "; ".join(problems))
+        need, have = 4 * self.parameter_count(), _memory_bytes()
+        if have and need > have:
+            raise W2VError(f"invalid model config: {self.parameter_count():,} parameters need {need / 2**30:.1f} GiB "
+                           f"in fp32, more than this machine's {have / 2**30:.1f} GiB of memory")
+
+    def parameter_count(self) -> int:
+        """Parameters of the largest head (pretraining or CTC), from the sizes alone: checked before
+        anything is allocated, so an absurd config.json fails in one line instead of running out of memory."""
+        h, i, c = self.hidden_size, self.intermediate_size, self.conv_dim[-1]
+        cnn = sum(a * b * k + 3 * b for a, b, k in zip((1, *self.conv_dim), self.conv_dim, self.conv_kernel))
+        projection = c * h + h + 2 * c
+        pos_conv = h * (h // self.num_conv_pos_embedding_groups) * self.num_conv_pos_embeddings + 2 * h
+        layer = 4 * (h * h + h) + 2 * h * i + i + h + 4 * h
+        quantizer = c * self.num_codevectors + self.num_codevectors * (1 + self.codevector_dim // self.num_codevector_groups)
+        heads = (self.codevector_dim + h + 2) * self.proj_codevector_dim + (h + 1) * self.vocab_size
+        return cnn + projection + pos_conv + self.num_hidden_layers * layer + quantizer + heads + 3 * h
 
     @property
     def num_codevectors(self) -> int:
@@ -130,9 +156,55 @@ class ModelConfig:
     def load(cls, directory: str | os.PathLike) -> ModelConfig:
         path = Path(directory) / CONFIG_FILE
         try:
-            return cls.from_dict(json.loads(path.read_text()))
+            raw = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise W2VError(f"cannot read model config {path}: {e}") from None
+        if not isinstance(raw, dict):
+            raise W2VError(f"model config {path}: expected a JSON object")
+        try:
+            return cls.from_dict(raw)
+        except W2VError as e:
+            raise W2VError(f"{path}: {e}") from None
+
+
+# Smallest allowed value of each integer size (tuples are checked apart).
+_MINIMUM = {
+    "hidden_size": 1, "num_hidden_layers": 0, "num_attention_heads": 1, "intermediate_size": 1,
+    "num_conv_pos_embeddings": 1, "num_conv_pos_embedding_groups": 1, "mask_time_length": 1,
+    "mask_time_min_masks": 0, "mask_feature_length": 1, "num_codevector_groups": 1, "codevector_dim": 1,
+    "proj_codevector_dim": 1, "vocab_size": 1, "layer_norm_eps": 1e-12, "contrastive_logits_temperature": 1e-6,
+}
+
+
+def _type_problems(config) -> list[str]:
+    """Each field against its annotation: JSON gives 1e9 as a float and "12" as a string; neither is a size."""
+    problems = []
+    for f in dataclasses.fields(config):
+        value, kind = getattr(config, f.name), str(f.type)
+        if kind.startswith("tuple"):
+            ok = isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool)
+                                                          for v in value)
+            want = "a list of integers"
+        elif kind == "int":
+            ok, want = isinstance(value, int) and not isinstance(value, bool), "an integer"
+        elif kind == "float":
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            want = "a finite number"
+        elif kind == "bool":
+            ok, want = isinstance(value, bool), "true or false"
+        else:
+            ok, want = isinstance(value, str), "a string"
+        if not ok:
+            problems.append(f"{f.name} must be {want}, not {value!r}"[:160])
+    return problems
+
+
+def _memory_bytes() -> int:
+    """This machine's physical memory (0 when the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return 0
 
 
 def _base() -> ModelConfig:

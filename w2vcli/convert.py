@@ -12,9 +12,18 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 
-from w2vcli.checkpoint import CHECKPOINT_FILES, HEADS, Checkpoint, head_of, load_checkpoint, save_checkpoint
+from w2vcli.checkpoint import (
+    CHECKPOINT_FILES,
+    HEADS,
+    Checkpoint,
+    check_vocab,
+    head_of,
+    load_checkpoint,
+    read_safetensors,
+    save_checkpoint,
+)
 from w2vcli.config import ModelConfig
 from w2vcli.errors import UsageError, W2VError
 from w2vcli.text import VOCAB_FILE, Vocabulary
@@ -95,14 +104,43 @@ def state_to_hf(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def _read_hf_weights(directory: Path) -> dict[str, torch.Tensor]:
     index = directory / "model.safetensors.index.json"
     if (directory / "model.safetensors").is_file():
-        return load_file(str(directory / "model.safetensors"))
+        return read_safetensors(directory / "model.safetensors")
     if index.is_file():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        return {k: v for shard in shards for k, v in load_file(str(directory / shard)).items()}
+        return {k: v for shard in _shards(index) for k, v in read_safetensors(shard).items()}
     if (directory / "pytorch_model.bin").is_file():
-        # weights_only=True: a pickle that holds anything but tensors is refused, never executed.
-        return torch.load(directory / "pytorch_model.bin", map_location="cpu", weights_only=True)
+        return _read_pickle(directory / "pytorch_model.bin")
     raise W2VError(f"{directory}: no model.safetensors or pytorch_model.bin found")
+
+
+def _shards(index: Path) -> list[Path]:
+    """The shard files an index names; each must be a file beside the index (never `../x` or `/etc/x`)."""
+    try:
+        weight_map = json.loads(index.read_text(encoding="utf-8"))["weight_map"]
+        names = sorted(set(weight_map.values()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise W2VError(f"cannot read {index}: {e}") from None
+    shards = []
+    for name in names:
+        if not isinstance(name, str) or Path(name).name != name or name in (".", ".."):
+            raise W2VError(f"{index} names a shard outside its directory ({name!r}); refusing to open it")
+        shards.append(index.parent / name)
+    return shards
+
+
+def _read_pickle(path: Path) -> dict[str, torch.Tensor]:
+    """weights_only=True: a pickle that holds anything but tensors is refused, never executed."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch's advice (weights_only=False) would run the file's code
+        if "weights only" not in str(e).lower():
+            raise W2VError(f"{path} is not a readable PyTorch weights file, truncated or damaged") from None
+        raise W2VError(
+            f"{path} holds Python objects besides tensors: not safe to load. Convert it to safetensors where "
+            "you trust its source (transformers: model.save_pretrained(dir, safe_serialization=True))"
+        ) from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise W2VError(f"{path} is not a state dict of tensors")
+    return state
 
 
 def model_from_hf(hf: dict, weights: dict[str, torch.Tensor], do_normalize: bool | None = None):
@@ -150,10 +188,8 @@ def import_hf(directory: str | os.PathLike) -> Checkpoint:
         if raw and all(isinstance(v, dict) for v in raw.values()):
             raise W2VError(f"{directory}/vocab.json holds per-language vocabularies (adapters): not supported")
         vocab = Vocabulary.load(directory)
-    if head == "ctc" and vocab is not None and len(vocab) > model.config.vocab_size:
-        raise W2VError(
-            f"{directory}: vocab.json has {len(vocab)} tokens but the CTC head only {model.config.vocab_size}"
-        )
+    if head == "ctc":
+        check_vocab(vocab, model.config, directory)
     return Checkpoint(model, model.config, head, vocab, directory)
 
 
@@ -184,6 +220,14 @@ def load_any(path: str | os.PathLike) -> Checkpoint:
     path = Path(path)
     if not path.is_dir():
         raise W2VError(f"model directory {path} does not exist")
+    config = path / "config.json"
+    if config.is_file():
+        try:
+            raw = json.loads(config.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise W2VError(f"cannot read {config}: not valid JSON ({e})") from None
+        if not isinstance(raw, dict):
+            raise W2VError(f"{config}: expected a JSON object")
     if is_hf_dir(path):
         return import_hf(path)
     return load_checkpoint(path)

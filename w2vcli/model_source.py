@@ -107,6 +107,7 @@ def resolve_model(spec: str | None) -> Path:
 def load_model(spec: str | None, device: str = "cpu", int8: bool = False) -> LoadedModel:
     """Resolve, load (converting Hugging Face weights), check it is a CTC model with a vocabulary."""
 
+    from w2vcli.checkpoint import check_vocab
     from w2vcli.convert import load_any
     from w2vcli.distributed import cpu_has_amx
     from w2vcli.text import SPM_FILE, load_vocabulary
@@ -120,6 +121,7 @@ def load_model(spec: str | None, device: str = "cpu", int8: bool = False) -> Loa
         vocab = load_vocabulary(path / SPM_FILE)
     if vocab is None:
         raise W2VError(f"{path} has no vocab.json or spm.model: cannot turn its outputs into text")
+    check_vocab(vocab, ckpt.config, path)
     model = ckpt.model.eval().requires_grad_(False)
     if int8:
         if device != "cpu":

@@ -26,9 +26,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
-from w2vcli.checkpoint import WEIGHTS_FILE, is_checkpoint, save_checkpoint
+from w2vcli.checkpoint import WEIGHTS_FILE, is_checkpoint, read_safetensors, save_checkpoint
 from w2vcli.errors import UsageError, W2VError
 from w2vcli.fsutil import atomic_write
 
@@ -195,7 +194,7 @@ def load_trainer_state(ckpt: Path) -> dict:
 
 def load_weights(model: torch.nn.Module, ckpt: Path) -> None:
     """Weights of a checkpoint into an existing model of the same architecture (exact tensors)."""
-    state = load_file(str(ckpt / WEIGHTS_FILE))
+    state = read_safetensors(ckpt / WEIGHTS_FILE)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise W2VError(f"{ckpt} does not match this model (missing {missing[:2]}, unexpected {unexpected[:2]}); "

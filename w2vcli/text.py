@@ -95,9 +95,11 @@ class Vocabulary:
             mapping = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise W2VError(f"cannot read vocabulary {path}: {e}") from None
+        if not isinstance(mapping, dict):
+            raise W2VError(f"vocabulary {path}: expected a JSON object of token -> id")
         tokens = [None] * len(mapping)
         for tok, i in mapping.items():
-            if not isinstance(i, int) or not 0 <= i < len(tokens) or tokens[i] is not None:
+            if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < len(tokens) or tokens[i] is not None:
                 raise W2VError(f"vocabulary {path}: ids must be 0..{len(tokens) - 1}, each used once")
             tokens[i] = tok
         return cls(tokens)

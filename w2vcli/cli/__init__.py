@@ -61,7 +61,8 @@ def main() -> None:
             raise
         from w2vcli.console import error
 
-        error(str(e))
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank fails alike: one says why
+            error(str(e))
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)

@@ -25,13 +25,22 @@ def setup(cfg: TrainConfig) -> tuple[Dist, torch.device]:
     return dist, device
 
 
-def open_run(run: RunDir, cfg: TrainConfig, dist: Dist, on_event=None) -> RunDir:
+def open_run(run: RunDir, cfg: TrainConfig, dist: Dist, device: torch.device, on_event=None) -> RunDir:
     """Lock RUN for this run (the main process; release with `run.unlock()`), remove what killed runs
     left half-written, and clear it for `--fresh`."""
     if run.path.exists() and not run.path.is_dir():
         raise UsageError(f"--out {run.path} is a file; give a directory for the run")
+    refused = None
     if dist.main:
-        run.lock()
+        try:
+            run.lock()
+        except UsageError as e:
+            refused = e
+    # every rank stops on a refused lock, so none waits for a main process that has gone
+    flag = distributed.all_reduce(torch.tensor([float(refused is not None)], device=device), dist, op="max")
+    if refused is not None or flag.item():
+        raise refused or UsageError(f"{run.path} is in use by another w2v process")
+    if dist.main:
         stale = run.remove_partial()
         if stale and on_event:
             on_event(Event("warning", 0, 0, message=f"removed {len(stale)} half-written checkpoint(s) "

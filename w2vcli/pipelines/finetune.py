@@ -191,7 +191,7 @@ def finetune(data: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig, 
     dist, device = setup(cfg)
     run = RunDir(out)
     try:
-        open_run(run, cfg, dist, on_event if dist.main else None)
+        open_run(run, cfg, dist, device, on_event if dist.main else None)
         data_dir = resolve_data(data, run, dist, unlabelled=False)
         try:
             vocab = load_vocabulary(data_dir)

@@ -122,7 +122,7 @@ def pretrain(data: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig, 
     dist, device = setup(cfg)
     run = RunDir(out)
     try:
-        open_run(run, cfg, dist, on_event if dist.main else None)
+        open_run(run, cfg, dist, device, on_event if dist.main else None)
         data_dir = resolve_data(data, run, dist, on_prep_progress)
         config = resume_config(run, model_config, cfg.fresh, on_event if dist.main else None)
         min_seconds = (config.receptive_field + config.frame_stride * (config.mask_time_length + 1)) / 16000
