@@ -77,6 +77,8 @@ class ModelConfig:
                 problems.append(f"{name} must be a non-empty list of positive integers")
         if not 0 <= self.pad_token_id < self.vocab_size:
             problems.append(f"pad_token_id {self.pad_token_id} must be below vocab_size {self.vocab_size}")
+        if problems:  # the ratios below divide by these sizes
+            raise W2VError("invalid model config: " + "; ".join(problems))
         if not len(self.conv_dim) == len(self.conv_kernel) == len(self.conv_stride):
             problems.append("conv_dim, conv_kernel and conv_stride must have the same length")
         if self.feat_extract_norm not in ("group", "layer"):
@@ -313,7 +315,12 @@ class TrainConfig:
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)
         self.speed_perturb = tuple(float(f) for f in self.speed_perturb)
-        problems = []
+        problems = [f"{name} must be a finite number, not {value}" for name, value in dataclasses.asdict(self).items()
+                    if isinstance(value, float) and not math.isfinite(value)]
+        if problems:  # NaN compares false with everything: checked first, so no bound lets it through
+            from w2vcli.errors import UsageError
+
+            raise UsageError("; ".join(problems))
         if self.max_updates < 1:
             problems.append("--max-updates must be at least 1")
         if self.accumulate < 1:

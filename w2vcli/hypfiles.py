@@ -74,7 +74,7 @@ def detect_format(path: str, lines: list[str]) -> str:
 def _read_lines(path: str) -> list[str]:
     try:
         if path == "-":
-            return sys.stdin.read().splitlines()
+            return sys.stdin.read().removeprefix("\ufeff").splitlines()  # a BOM, as from Windows tools
         return Path(path).read_text(encoding="utf-8-sig").splitlines()
     except UnicodeDecodeError:
         raise W2VError(f"cannot read {path}: not UTF-8 text") from None

@@ -20,6 +20,7 @@ AUDIO_SUFFIXES = frozenset(
 TEXT_SUFFIXES = frozenset({".txt", ".lab"})
 
 BAD_NAME, DUPLICATE = "non-utf-8 file name", "duplicate name"
+MISSING, UNREADABLE_DIR = "missing", "unreadable folder"
 
 
 @dataclass(frozen=True)
@@ -49,10 +50,16 @@ def _utf8(path: str | os.PathLike) -> bool:
         return False
 
 
-def _walk(root: Path, skip: Path | None):
-    """Files under `root`, following symlinks without looping; hidden files (`.x`, macOS `._x`) skipped."""
+def _walk(root: Path, skip: Path | None, unreadable: list | None = None):
+    """Files under `root`, following symlinks without looping; hidden files (`.x`, macOS `._x`) skipped.
+    Folders that cannot be listed are appended to `unreadable` as (path, reason)."""
     seen = set()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+
+    def failed(e: OSError) -> None:
+        if unreadable is not None:
+            unreadable.append((e.filename or str(root), e.strerror or str(e)))
+
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=failed):
         here = Path(dirpath)
         real = here.resolve()
         if real in seen or (skip is not None and real == skip):
@@ -76,27 +83,36 @@ def _rel_of_file(path: Path) -> PurePosixPath:
         return PurePosixPath(path.as_posix().lstrip("/"))
 
 
-def scan(sources: list[str | os.PathLike], skip_dir: str | os.PathLike | None = None) -> Scan:
+def scan(
+    sources: list[str | os.PathLike], skip_dir: str | os.PathLike | None = None, listed=frozenset()
+) -> Scan:
     """Audio (by suffix) and .txt/.lab files under directory sources, plus file sources as audio.
 
-    `skip_dir` (the output directory) is never entered. Raises UsageError for a missing source.
+    `skip_dir` (the output directory) is never entered. A missing source raises UsageError, unless it
+    is one of `listed` (paths read from stdin): that one is rejected like a bad file and the rest go on.
     """
     result, by_rel = Scan(), {}
     skip = Path(skip_dir).resolve() if skip_dir is not None else None
+    unreadable: list[tuple[str, str]] = []
     for source in sources:
         src = Path(source)
         if not src.exists():
+            if source in listed:
+                result.rejected.append((shown(src), MISSING, "listed on stdin, but no such file"))
+                continue
             raise UsageError(f"no such file or directory: {shown(src)}")
         if src.is_dir():
             root = src.resolve()
             found = (
-                (p, PurePosixPath(root.name) / p.relative_to(root).as_posix()) for p in _walk(root, skip)
+                (p, PurePosixPath(root.name) / p.relative_to(root).as_posix())
+                for p in _walk(root, skip, unreadable)
             )
         else:
             path = src.absolute()
             found = [(path, _rel_of_file(path))]
         for path, rel in found:
             _add(result, by_rel, path, rel, explicit=not src.is_dir())
+    result.rejected += [(shown(p), UNREADABLE_DIR, f"{shown(p)}: {why}") for p, why in unreadable]
     result.audio.sort(key=lambda a: a.rel)
     return result
 

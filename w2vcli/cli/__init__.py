@@ -66,3 +66,19 @@ def main() -> None:
         sys.exit(e.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
+    except Exception as e:  # a full disk shows up as OSError, or inside torch's and safetensors' errors
+        if not _disk_full(e) or os.environ.get("W2V_DEBUG"):
+            raise
+        from w2vcli.console import error
+
+        where = f" writing {e.filename}" if getattr(e, "filename", None) else ""
+        error(f"no space left on the device{where}; free some space and run again (finished outputs are kept)")
+        sys.exit(1)
+
+
+def _disk_full(e: BaseException) -> bool:
+    import errno
+
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return "No space left on device" in str(e) or "Disk quota exceeded" in str(e)

@@ -25,6 +25,7 @@ def lm(
     left_out = {tuple(s) for s in read_sentences(exclude, **norm)} if exclude else set()
     kept = [s for s in sentences if tuple(s) not in left_out]
     model = estimate(kept, order)
+    out.parent.mkdir(parents=True, exist_ok=True)
     write_arpa(model, out)
     counts = ", ".join(f"{len(p) + (n == 1):,} {n}-grams" for n, p in enumerate(model.probs, 1))  # + <s>
     dropped = f" ({len(sentences) - len(kept):,} excluded)" if exclude else ""

@@ -65,9 +65,10 @@ def prep(
     """
     from w2vcli.pipelines.prep import PrepOptions, prepare
 
+    listed = []
     if "-" in sources:
-        stdin = [os.fsdecode(line.rstrip(b"\r\n")) for line in sys.stdin.buffer if line.strip()]
-        sources = [s for s in sources if s != "-"] + stdin
+        listed = [os.fsdecode(line.rstrip(b"\r\n")) for line in sys.stdin.buffer if line.strip()]
+        sources = [s for s in sources if s != "-"] + listed
     options = PrepOptions(
         valid_percent=valid_percent,
         min_seconds=min_seconds,
@@ -84,7 +85,7 @@ def prep(
         seed=seed,
     )
     with _Progress() as bar:
-        report = prepare(sources, out, options, on_progress=bar.update)
+        report = prepare(sources, out, options, on_progress=bar.update, listed=frozenset(listed))
     render(report)
     if report.rejected:
         raise typer.Exit(1)

@@ -22,7 +22,7 @@ from w2vcli.fsutil import atomic_write
 from w2vcli.inputs import scan
 from w2vcli.manifest import Utterance, write_manifest
 from w2vcli.pipelines import _prep_outputs as outputs
-from w2vcli.pipelines._prep_cache import ConversionCache
+from w2vcli.pipelines._prep_cache import CACHE_FILE, ConversionCache
 from w2vcli.pipelines._prep_convert import Job, convert_all
 from w2vcli.text import find_numbers, load_vocabulary, normalize_text
 from w2vcli.transcripts import EMPTY_TEXT, NO_TRANSCRIPT, ORPHAN, TranscriptIndex
@@ -106,19 +106,25 @@ def _given_vocab(options: PrepOptions):
 
 
 def prepare(
-    sources: list, out_dir: str | os.PathLike, options: PrepOptions | None = None, on_progress=None
+    sources: list,
+    out_dir: str | os.PathLike,
+    options: PrepOptions | None = None,
+    on_progress=None,
+    listed=frozenset(),
 ) -> PrepReport:
     """Convert, check and split everything under `sources` into `out_dir`; see the module docstring.
 
-    Bad inputs never stop the run: each becomes an entry of `report.rejected`. Raises
-    UsageError for bad options or a missing source. `on_progress(PrepProgress)` is called as
+    Bad inputs never stop the run: each becomes an entry of `report.rejected` (so does a path of
+    `listed`, read from stdin, that does not exist). Raises UsageError for bad options, a missing
+    source, or an `out_dir` that is a source or holds files `prep` did not write. `on_progress(PrepProgress)` is called as
     files finish.
     """
     options = options or PrepOptions()
     options.check()
     given_vocab = _given_vocab(options)
     started, out = time.monotonic(), Path(out_dir)
-    found = scan(sources, skip_dir=out)
+    _check_out(out, sources)
+    found = scan(sources, skip_dir=out, listed=listed)
     out.mkdir(parents=True, exist_ok=True)
     rejected = [{"path": p, "reason": r, "detail": d} for p, r, d in found.rejected]
     jobs, texts, labelled = _plan(found, str((out / AUDIO_DIR).resolve()), options, given_vocab, rejected)
@@ -157,6 +163,22 @@ def prepare(
     )
     atomic_write(out / REPORT_FILE, json.dumps(report.to_json(), ensure_ascii=False, indent=1) + "\n")
     return report
+
+
+def _check_out(out: Path, sources: list) -> None:
+    """`prep` owns its output folder: it must be new, empty or an earlier prep output, and no source."""
+    resolved = out.resolve()
+    for source in sources:
+        src = Path(source)
+        if src.is_dir() and src.resolve() == resolved:
+            raise UsageError(f"--out {out} is also a source; write the prepared data to another folder")
+        if src.exists() and (resolved / AUDIO_DIR) in (src.resolve(), *src.resolve().parents):
+            raise UsageError(f"{src} lies inside {out / AUDIO_DIR}, which prep rewrites; move it or choose another --out")
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a folder")
+    ours = (out / REPORT_FILE).is_file() or (out / CACHE_FILE).is_file()
+    if out.is_dir() and not ours and any(out.iterdir()):
+        raise UsageError(f"--out {out} holds files that w2v prep did not write; choose a new or empty folder")
 
 
 def _plan(found, audio_root: str, options: PrepOptions, given_vocab, rejected: list) -> tuple:
