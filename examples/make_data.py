@@ -5,12 +5,23 @@ espeak-ng and flite voices, written as 16 kHz mono FLAC with `NAME.txt` transcri
     python examples/make_data.py                      # the bundled set -> examples/mini/
     python examples/make_data.py --large --out examples/large   # ~1 h unlabelled, for experiments
     python examples/make_data.py --large --out examples/large --lm-text lm.txt   # text for `w2v lm`
+    python examples/make_data.py --pretrain-corpus --hours 10 --out ../pretrain_data  # ~10 h, see below
 
 Splits: `unlabelled/` (audio only, several sentences per file, for pretraining), `labelled/`
 (fine-tuning), `dev/` and `test/` (held-out sentences, same voices). No sentence appears in two
 splits. `metadata.tsv` lists every file with its text, voice and synthesis settings.
 Deterministic: the same seed and tools give the same sentences, voices and settings.
 Needs espeak-ng (flite is optional), numpy, soundfile and soxr.
+
+`--pretrain-corpus` writes only `unlabelled/` (plus metadata.tsv): HOURS of speech for a shipped
+pretrained starting point, from every English espeak-ng voice (the `gmw/` ones of `espeak-ng
+--voices=en`; the MBROLA ones need mbrola, which is not in Debian's main archive) combined with
+every espeak-ng variant (`espeak-ng --voices=variant`) and no variant, every flite voice but the
+limited-domain awb_time, and the English festival voices installed (`text2wave`), at widely varied
+rates and pitches. Its sentences leave out every sentence that the mini and large sets could hold out
+for dev or test (see HELD_OUT_SENTENCES); as there are fewer sentences than 10 hours need, each is
+spoken more than once, by different voices. Re-running the same command resumes: files already
+written are kept (the plan is the same), only missing ones are synthesised.
 """
 
 from __future__ import annotations
@@ -56,7 +67,7 @@ LARGE_VOICES = MINI_VOICES + tuple(
     "espeak:en-us-nyc+m2 espeak:en-gb-x-gbclan+f3 espeak:en-gb-x-gbcwmd+m4 espeak:en-us+f1 flite:rms flite:kal16".split()
 )
 # Typical mean F0 (Hz) of each flite voice, the centre of its pitch jitter.
-FLITE_F0 = {"slt": 160.0, "awb": 105.0, "rms": 100.0, "kal16": 105.0}
+FLITE_F0 = {"slt": 160.0, "awb": 105.0, "rms": 100.0, "kal16": 105.0, "kal": 105.0}
 
 
 @dataclass(frozen=True)
@@ -209,6 +220,15 @@ def synth_command(item: Item, wav: str) -> tuple[list[str], str | None]:
     if engine == "espeak":
         speed, pitch = round(175 * item.rate), round(min(99, max(0, 50 * item.pitch)))
         return ["espeak-ng", "-v", name, "-s", str(speed), "-p", str(pitch), "-w", wav, "--stdin"], item.text
+    if engine == "festival":
+        # item.pitch is a speed factor applied after synthesis (render); Duration_Stretch makes up for
+        # its tempo so the result speaks at item.rate. HTS voices ignore Duration_Stretch: there the
+        # tempo follows item.pitch only.
+        stretch = item.pitch / item.rate
+        return [
+            "text2wave", "-eval", f"(voice_{name})", "-eval", f"(Parameter.set 'Duration_Stretch {stretch:.3f})",
+            "-o", wav,
+        ], item.text
     f0 = FLITE_F0[name] * item.pitch
     settings = f"--setf duration_stretch={1 / item.rate:.3f} --setf int_f0_target_mean={f0:.1f}".split()
     return ["flite", "-voice", name, *settings, "-t", item.text, "-o", wav], None
@@ -226,6 +246,10 @@ def render(item: Item, out: Path) -> tuple[Item, float]:
         subprocess.run(cmd, input=stdin, text=True, check=True, capture_output=True)
         x, sr = sf.read(wav, dtype="float32", always_2d=True)
     x = x.mean(axis=1)
+    if item.voice.startswith("festival:"):
+        # Play faster/slower by item.pitch: pitch, formants and tempo move together (another speaker).
+        x = soxr.resample(x, sr * item.pitch, SAMPLE_RATE, quality="HQ")
+        sr = SAMPLE_RATE
     if sr != SAMPLE_RATE:
         x = soxr.resample(x, sr, SAMPLE_RATE, quality="HQ")
     loud = np.flatnonzero(np.abs(x) > np.abs(x).max() * 10 ** (-40 / 20))  # -40 dB below the peak
@@ -347,6 +371,174 @@ def build(
     return rows
 
 
+# --- The pretraining corpus (--pretrain-corpus) ----------------------------------------------------
+
+# Every sentence that the mini or large set (seed 0) can hold out: both take test, then dev, from the
+# start of the same seed-0 shuffle, one sentence a file, until 300 + 300 s (large) or 55 + 36 s (mini)
+# are written, in chunks of CHUNK. Their sentences last 3.1-3.4 s on average (examples/mini/metadata.tsv),
+# so large's test + dev take ~200 sentences plus at most 2 x CHUNK of surplus; 600 would cover them even
+# at ~1 s a sentence. The dev and test sentences of examples/mini/metadata.tsv are left out as well, by
+# their text (the held-out count is exact only for the seed-0 sets: other seeds shuffle differently).
+HELD_OUT_SENTENCES = 600
+# Share of the corpus's seconds per engine. flite and festival voices are built from recordings of
+# real speakers (examples/RESULTS.md: flite voices are most of the fine-tuned models' error), so they
+# get more than their number of voices would; espeak-ng brings the accents and the variants.
+ENGINE_SHARE = {"espeak": 0.5, "flite": 0.3, "festival": 0.2}
+FESTIVAL_VOICES = Path("/usr/share/festival/voices")
+FESTIVAL_ENGLISH = ("english", "us", "british", "uk")  # festival's language folders of English voices
+
+
+def espeak_accents() -> list[str]:
+    """English espeak-ng voices, by language code (`gmw/` files: espeak-ng's own, no MBROLA)."""
+    out = subprocess.run(["espeak-ng", "--voices=en"], capture_output=True, text=True, check=True).stdout
+    codes = [f[1] for f in (line.split() for line in out.splitlines()[1:]) if len(f) >= 5 and f[4].startswith("gmw/")]
+    return sorted(dict.fromkeys(codes))
+
+
+def espeak_variants() -> list[str]:
+    """espeak-ng's voice variants, by file name (`!v/NAME` -> NAME)."""
+    out = subprocess.run(["espeak-ng", "--voices=variant"], capture_output=True, text=True, check=True).stdout
+    names = [f[4][3:] for f in (line.split() for line in out.splitlines()[1:]) if len(f) >= 5 and f[4].startswith("!v/")]
+    return sorted(dict.fromkeys(names))
+
+
+def flite_voices() -> list[str]:
+    if shutil.which("flite") is None:
+        return []
+    out = subprocess.run(["flite", "-lv"], capture_output=True, text=True, check=True).stdout
+    return sorted(v for v in out.split(":", 1)[-1].split() if v in FLITE_F0)
+
+
+def festival_voices(root: Path = FESTIVAL_VOICES) -> list[str]:
+    if shutil.which("text2wave") is None:
+        return []
+    return sorted(d.name for lang in FESTIVAL_ENGLISH if (root / lang).is_dir() for d in (root / lang).iterdir() if d.is_dir())
+
+
+def corpus_voices() -> dict[str, list[str]]:
+    """engine -> voices (engine:name), each list sorted; espeak-ng: every accent x (no variant + every variant)."""
+    if shutil.which("espeak-ng") is None:
+        raise SystemExit("espeak-ng not found: install it (apt-get install espeak-ng)")
+    accents = espeak_accents()
+    variants = [""] + [f"+{v}" for v in espeak_variants()]
+    voices = {"espeak": [f"espeak:{a}{v}" for a in accents for v in variants]}
+    voices["flite"] = [f"flite:{v}" for v in flite_voices()]
+    voices["festival"] = [f"festival:{v}" for v in festival_voices()]
+    return {e: v for e, v in voices.items() if v}
+
+
+def held_out_sentences(fortunes: Path, mini: Path) -> set[str]:
+    """Keys of the sentences that the mini and large sets may use for dev or test (see HELD_OUT_SENTENCES)."""
+    sentences = load_sentences(fortunes)
+    random.Random(0).shuffle(sentences)
+    keys = {sentence_key(s) for s in sentences[:HELD_OUT_SENTENCES]}
+    meta = mini / "metadata.tsv"
+    if meta.is_file():
+        for line in meta.read_text(encoding="utf-8").splitlines()[1:]:
+            _, text, split, *_ = line.split("\t")
+            if split in ("dev", "test"):
+                keys.add(sentence_key(text))
+    return keys
+
+
+def corpus_items(engine: str, voices: list[str], sentences, rng: random.Random, per_file: tuple[int, int]):
+    """Endless plan of one engine's files. Voices take turns in an order shuffled once per round, so
+    every voice speaks before any speaks twice; rates and pitches are drawn per file."""
+    n = 0
+    while True:
+        order = list(voices)
+        rng.shuffle(order)
+        for voice in order:
+            text = " ".join(next(sentences) for _ in range(rng.randint(*per_file)))
+            if engine == "espeak":  # -s 131-236 words a minute, -p 20-85 (default 50)
+                rate, pitch = rng.uniform(0.75, 1.35), rng.uniform(0.4, 1.7)
+            elif engine == "flite":
+                rate, pitch = rng.uniform(0.8, 1.3), rng.uniform(0.8, 1.25)
+            else:  # pitch is a speed factor: formants move too
+                rate, pitch = rng.uniform(0.8, 1.25), rng.uniform(0.88, 1.14)
+            yield Item(
+                path=f"unlabelled/u{n:05d}-{voice_slug(voice)}",
+                split="unlabelled",
+                text=text,
+                voice=voice,
+                rate=round(rate, 3),
+                pitch=round(pitch, 3),
+                level_db=round(rng.uniform(-26.0, -14.0), 1),
+                margin=round(rng.uniform(0.05, 0.25), 3),
+                noise_db=None,
+                seed=rng.randrange(2**31),
+            )
+            n += 1
+
+
+def sentence_stream(sentences: list[str], seed: int):
+    """The sentences over and over, each pass in a new seeded order."""
+    for rnd in range(10**6):
+        order = list(sentences)
+        random.Random(f"{seed}:pass{rnd}").shuffle(order)
+        yield from order
+
+
+def _existing_or_render(args: tuple[Item, Path]) -> tuple[Item, float]:
+    item, out = args
+    target = out / f"{item.path}.flac"
+    if target.is_file():  # written by an earlier, interrupted run of the same plan
+        import soundfile as sf
+
+        return item, sf.info(str(target)).frames / SAMPLE_RATE
+    return render(item, out)
+
+
+def build_pretrain_corpus(
+    out: Path, hours: float, seed: int = 0, workers: int = 2, fortunes: Path = FORTUNES, mini: Path | None = None
+) -> list[tuple[Item, float]]:
+    """Write HOURS of unlabelled speech into OUT/unlabelled; resumable (see the module docstring)."""
+    voices = corpus_voices()
+    missing = [e for e in ENGINE_SHARE if e not in voices]
+    share = {e: ENGINE_SHARE[e] / sum(ENGINE_SHARE[e] for e in voices) for e in voices}
+    held = held_out_sentences(fortunes, mini or Path(__file__).resolve().parent / "mini")
+    sentences = [s for s in load_sentences(fortunes) if sentence_key(s) not in held]
+    if not sentences:
+        raise SystemExit(f"no fortunes found in {fortunes}: apt-get install fortunes, or pass --fortunes DIR")
+    print(
+        f"{len(sentences)} sentences ({len(held)} held out); voices: "
+        + ", ".join(f"{e} {len(v)}" for e, v in voices.items())
+        + (f"; not installed: {', '.join(missing)}" if missing else ""),
+        file=sys.stderr,
+    )
+    plan_file = out / "plan.txt"
+    plan = f"pretrain-corpus hours={hours} seed={seed}\n" + "".join(f"{v}\n" for vs in voices.values() for v in vs)
+    if out.exists() and any(out.iterdir()):
+        if not plan_file.is_file() or plan_file.read_text(encoding="utf-8") != plan:
+            raise SystemExit(f"{out} holds something else than this plan: choose an empty or new --out folder")
+    out.mkdir(parents=True, exist_ok=True)
+    plan_file.write_text(plan, encoding="utf-8")
+    stream = sentence_stream(sentences, seed)
+    rows: list[tuple[Item, float]] = []
+    pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else None
+    try:
+        for engine, engine_voices in voices.items():
+            items = corpus_items(engine, engine_voices, stream, random.Random(f"{seed}:{engine}"), (3, 5))
+            target, total, n = share[engine] * hours * 3600, 0.0, 0
+            while total < target:  # chunk by chunk, as build_split: what is written depends on the seed only
+                chunk = [(next(items), out) for _ in range(CHUNK * 4)]
+                results = pool.map(_existing_or_render, chunk) if pool else [_existing_or_render(a) for a in chunk]
+                for item, seconds in results:
+                    if total >= target:
+                        (out / f"{item.path}.flac").unlink(missing_ok=True)
+                        continue
+                    rows.append((item, seconds))
+                    total, n = total + seconds, n + 1
+                print(f"\r{engine:>10}: {n:5d} files, {total / 3600:5.2f} / {target / 3600:.2f} h", end="", file=sys.stderr)
+            print(file=sys.stderr)
+    finally:
+        if pool:
+            pool.close()
+            pool.join()
+    write_metadata(out, rows)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
@@ -356,6 +548,12 @@ def main(argv: list[str] | None = None) -> None:
     size.add_argument(
         "--large", action="store_true", help="~1 h unlabelled, 10 min labelled, 5 min dev and test"
     )
+    size.add_argument(
+        "--pretrain-corpus",
+        action="store_true",
+        help="only unlabelled/: --hours of every English espeak-ng, flite and festival voice (needs --out)",
+    )
+    p.add_argument("--hours", type=float, default=10.0, help="size of --pretrain-corpus (default 10)")
     p.add_argument("--out", type=Path, help="output folder (default examples/mini or examples/large)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=2, help="parallel synthesis processes (default 2)")
@@ -373,6 +571,21 @@ def main(argv: list[str] | None = None) -> None:
         "--lm-text", type=Path, help="write OUT's text-only LM sentences (see lm_sentences) to this file and exit"
     )
     args = p.parse_args(argv)
+    if args.pretrain_corpus:
+        if args.out is None or args.voices or args.noise_dbfs is not None or args.lm_text:
+            raise SystemExit("--pretrain-corpus needs --out and takes none of --voices, --noise-dbfs, --lm-text")
+        t0 = time.perf_counter()
+        rows = build_pretrain_corpus(args.out, args.hours, args.seed, max(1, args.workers), args.fortunes)
+        by_engine: dict[str, list[float]] = {}
+        for it, sec in rows:
+            by_engine.setdefault(it.voice.partition(":")[0], []).append(sec)
+        for engine, secs in by_engine.items():
+            voices = len({it.voice for it, _ in rows if it.voice.startswith(engine + ":")})
+            print(f"{engine:>10}: {len(secs):5d} files, {sum(secs) / 3600:5.2f} h, {voices} voices", file=sys.stderr)
+        size = sum(f.stat().st_size for f in args.out.rglob("*") if f.is_file())
+        print(f"wrote {args.out}: {len(rows)} files, {sum(s for _, s in rows) / 3600:.2f} h ({size / 2**20:.0f} MiB) "
+              f"in {math.ceil(time.perf_counter() - t0)} s", file=sys.stderr)
+        return
     name = "large" if args.large else "mini"
     if args.lm_text:
         out = args.out or Path(__file__).resolve().parent / name
