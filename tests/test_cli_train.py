@@ -39,7 +39,7 @@ def test_pretrain_a_plain_folder_then_finetune_and_curves(audio, tmp_path):
     assert settings["train"]["crop_seconds"] == 0.5 and settings["train"]["gumbel_decay"] == 0.99
     assert settings["model"]["diversity_loss_weight"] == 0.5
     temperatures = [json.loads(x)["temperature"] for x in (run / "metrics.jsonl").read_text().splitlines()]
-    assert temperatures[-1] < 2.0 * 0.99 ** 0.5  # annealed at the rate asked for
+    assert temperatures[-1] < 20.0 * 0.99 ** 0.5  # from the tiny recipe's start, at the rate asked for
     both = runner.invoke(app, ["pretrain", str(audio), "--out", str(run), "--gumbel-decay", "0.99",
                                "--gumbel-anneal", "0.5", *FAST])
     assert both.exit_code != 0 and "not both" in str(both.exception or both.output)

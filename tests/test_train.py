@@ -86,9 +86,9 @@ class NanAt(PretrainTask):
         super().__init__(*a)
         self.at, self.update = at, 0
 
-    def begin_update(self, model, update):
+    def begin_update(self, model, update, spent):
         self.update = update
-        return super().begin_update(model, update)
+        return super().begin_update(model, update, spent)
 
     def loss(self, model, p):
         loss, stats = super().loss(model, p)
@@ -258,13 +258,15 @@ def test_pretraining_in_bf16_on_an_amx_cpu_gives_finite_losses(corpus, tmp_path)
 def test_gumbel_anneal_fits_the_temperature_schedule_to_the_run_and_a_misfit_is_warned():
     from w2vcli.config import TrainConfig
     from w2vcli.errors import UsageError
-    from w2vcli.model.quantizer import gumbel_temperature
+    from w2vcli.schedule import gumbel_at
 
     cfg = TrainConfig(max_updates=1000, gumbel_start=20.0, gumbel_end=0.5, gumbel_anneal=0.4)
-    temperature = [gumbel_temperature(u, 20.0, 0.5, cfg.gumbel_decay_rate()) for u in (0, 200, 399, 401, 1000)]
+    temperature = [gumbel_at(cfg, u) for u in (0, 200, 399, 401, 1000)]
     assert temperature[0] == 20.0 and math.isclose(temperature[1], math.sqrt(20.0 * 0.5), rel_tol=1e-6)
     assert temperature[2] > 0.5 and temperature[3] == temperature[4] == 0.5  # reaches the end at 40%, then holds
-    assert TrainConfig(gumbel_decay=0.99).gumbel_decay_rate() == 0.99  # without anneal: the decay given
+    assert gumbel_at(TrainConfig(gumbel_decay=0.99), 10) == 2.0 * 0.99**10  # without anneal: the decay given
+    timed = TrainConfig(max_updates=None, max_minutes=10, gumbel_start=20.0, gumbel_end=0.5, gumbel_anneal=0.4)
+    assert math.isclose(gumbel_at(timed, 3, spent=0.2), math.sqrt(20.0 * 0.5))  # by the budget, not the update
     with pytest.raises(UsageError, match="--gumbel-anneal"):
         TrainConfig(gumbel_anneal=1.5)
     metrics = {"code_perplexity": 50.0, "contrastive": 1.0, "contrastive_bits": 1.4, "accuracy": 0.5}

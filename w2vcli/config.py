@@ -273,8 +273,9 @@ class TrainConfig:
     device and micro-batch). `warmup` and `hold` below 1 are fractions of max_updates, else updates.
     """
 
-    max_updates: int = 10_000
-    max_minutes: float | None = None  # stop (with a checkpoint) after this much wall time in this invocation
+    max_updates: int | None = 10_000  # None: the budget is max_minutes alone
+    max_minutes: float | None = None  # the run's wall-time budget, resumed invocations included; with it
+    # the schedules follow the fraction of the budget spent (schedule.progress)
     batch_seconds: float = 60.0
     max_batch_size: int | None = None
     accumulate: int = 1
@@ -308,9 +309,10 @@ class TrainConfig:
     # Fine-tuning.
     best_by: str = "wer"  # fine-tuning: RUN/best is the lowest validation "wer" or "cer"
     train_feature_encoder: bool | None = None  # fine-tuning: None = only when training from scratch
-    freeze_updates: int = 0  # whole transformer frozen (only the CTC head trains) for these updates
+    freeze_updates: float = 0  # whole transformer frozen (only the CTC head trains) for these updates
+    # (below 1: this fraction of the budget)
     reinit_layers: int = 0  # top transformer layers of a pretrained init re-initialised before fine-tuning
-    valid_every: int = 500
+    valid_every: float = 500  # validate every N updates (below 1: each time this fraction of the budget passes)
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)
@@ -321,7 +323,9 @@ class TrainConfig:
             from w2vcli.errors import UsageError
 
             raise UsageError("; ".join(problems))
-        if self.max_updates < 1:
+        if self.max_updates is None and self.max_minutes is None:
+            problems.append("give a budget: --max-updates or --max-minutes (or both)")
+        if self.max_updates is not None and self.max_updates < 1:
             problems.append("--max-updates must be at least 1")
         if self.accumulate < 1:
             problems.append("--accumulate must be at least 1")
@@ -335,8 +339,10 @@ class TrainConfig:
             problems.append("--warmup and --hold must not be negative")
         if self.max_minutes is not None and self.max_minutes <= 0:
             problems.append("--max-minutes must be positive")
-        if min(self.save_every, self.log_every, self.valid_every, self.keep) < 1:
-            problems.append("--save-every, --log-every, --valid-every and --keep must be at least 1")
+        if min(self.save_every, self.log_every, self.keep) < 1:
+            problems.append("--save-every, --log-every and --keep must be at least 1")
+        if self.valid_every <= 0 or self.freeze_updates < 0:
+            problems.append("--valid-every must be positive and --freeze-updates not negative")
         if self.crop_seconds <= 0:
             problems.append("--crop-seconds must be positive")
         if any(not 0.5 <= f <= 2.0 for f in self.speed_perturb):
@@ -355,13 +361,6 @@ class TrainConfig:
             from w2vcli.errors import UsageError
 
             raise UsageError("; ".join(problems))
-
-    def gumbel_decay_rate(self) -> float:
-        """The per-update temperature decay: from gumbel_anneal when given, else gumbel_decay."""
-        if self.gumbel_anneal is None:
-            return self.gumbel_decay
-        steps = max(1.0, self.gumbel_anneal * self.max_updates)
-        return (self.gumbel_end / self.gumbel_start) ** (1.0 / steps)
 
     def updates(self, value: float) -> int:
         """A `warmup`/`hold` value in updates: below 1 it is a fraction of max_updates."""

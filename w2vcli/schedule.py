@@ -1,8 +1,15 @@
-"""Learning-rate schedules as pure functions of the update number (0 = the first update).
+"""Learning-rate and temperature schedules as pure functions of the progress through the budget.
 
-A schedule is a function of the update count alone, so resuming needs no scheduler state
-beyond the count. Both follow fairseq: `linear` is `polynomial_decay` with power 1 and end lr 0
-(the pretraining recipe), `tri_stage` is fine-tuning's warmup / hold / exponential decay.
+Progress is the fraction of the run's budget spent: `update / max_updates`, `seconds / max_minutes`
+when a time budget is given, the larger of the two when both are. So the same recipe ends with its
+schedule complete whether the machine makes 40 updates a minute or 4,000: warm-up, hold, decay and
+the Gumbel annealing are all fractions of the budget. With an update budget alone, progress depends
+on the update count only, and resuming needs no scheduler state; with a time budget the run's
+training seconds are saved in each checkpoint, so a resumed run continues the same clock.
+
+Both schedules follow fairseq: `linear` is `polynomial_decay` with power 1 and end lr 0 (the
+pretraining recipe), `tri_stage` is fine-tuning's warmup / hold / exponential decay. A warm-up or
+hold given in updates (a value of 1 or more) stays in updates.
 """
 
 from __future__ import annotations
@@ -10,6 +17,17 @@ from __future__ import annotations
 import math
 
 from w2vcli.config import TrainConfig
+from w2vcli.model.quantizer import gumbel_temperature
+
+
+def progress(cfg: TrainConfig, update: int, seconds: float = 0.0) -> float:
+    """The fraction of the budget spent after `update` updates and `seconds` of training (capped at 1)."""
+    spent = 0.0
+    if cfg.max_updates:
+        spent = update / cfg.max_updates
+    if cfg.max_minutes:
+        spent = max(spent, seconds / (60.0 * cfg.max_minutes))
+    return min(spent, 1.0)
 
 
 def linear_warmup_decay(update: int, warmup: int, total: int) -> float:
@@ -35,10 +53,52 @@ def tri_stage(
     return math.exp(math.log(final_scale) * min(update - hold, decay) / decay)
 
 
-def lr_at(cfg: TrainConfig, update: int) -> float:
-    """The learning rate for update number `update` under `cfg`."""
-    warmup = cfg.updates(cfg.warmup)
+def _fraction(value: float, cfg: TrainConfig) -> float | None:
+    """A warm-up/hold value as a fraction of the budget: below 1 it is one; in updates, only when the
+    budget is in updates too."""
+    if value < 1:
+        return value
+    return value / cfg.max_updates if cfg.max_updates else None
+
+
+def lr_at(cfg: TrainConfig, update: int, spent: float | None = None) -> float:
+    """The learning rate of update number `update` (0 = the first) at progress `spent` (None: the
+    update budget's own, update / max_updates)."""
+    if spent is None or not cfg.max_minutes:
+        warmup = cfg.updates(cfg.warmup)
+        if cfg.schedule == "tri_stage":
+            hold = cfg.updates(cfg.hold)
+            return cfg.lr * tri_stage(update, warmup, hold, cfg.max_updates, cfg.init_lr_scale, cfg.final_lr_scale)
+        return cfg.lr * linear_warmup_decay(update, warmup, cfg.max_updates)
+    return cfg.lr * _by_progress(cfg, update, spent)
+
+
+def _by_progress(cfg: TrainConfig, update: int, p: float) -> float:
+    warm = _fraction(cfg.warmup, cfg)
+    if warm is None:  # warm-up in updates under a time budget: a ramp by updates, the rest by the clock
+        ramp = min(1.0, (update + 1) / cfg.warmup)
+        start, warm = (cfg.init_lr_scale if cfg.schedule == "tri_stage" else 0.0), 0.0
+        rising = start + (1.0 - start) * ramp
+    else:
+        start = cfg.init_lr_scale if cfg.schedule == "tri_stage" else 0.0
+        rising = start + (1.0 - start) * min(1.0, max(p, 1e-3 * warm) / warm) if warm > 0 else 1.0
+    if p < warm:
+        return rising
     if cfg.schedule == "tri_stage":
-        hold = cfg.updates(cfg.hold)
-        return cfg.lr * tri_stage(update, warmup, hold, cfg.max_updates, cfg.init_lr_scale, cfg.final_lr_scale)
-    return cfg.lr * linear_warmup_decay(update, warmup, cfg.max_updates)
+        hold = _fraction(cfg.hold, cfg) or 0.0
+        if p < warm + hold:
+            return rising
+        rest = max(1.0 - warm - hold, 1e-9)
+        return rising * math.exp(math.log(cfg.final_lr_scale) * min((p - warm - hold) / rest, 1.0))
+    return rising * max(0.0, 1.0 - (p - warm) / max(1.0 - warm, 1e-9))
+
+
+def gumbel_at(cfg: TrainConfig, update: int, spent: float | None = None) -> float:
+    """The Gumbel softmax temperature: gumbel_start falling geometrically to gumbel_end over the first
+    `gumbel_anneal` of the budget (then held), or by `gumbel_decay` per update when no annealing is set."""
+    if cfg.gumbel_anneal is None:
+        return gumbel_temperature(update, cfg.gumbel_start, cfg.gumbel_end, cfg.gumbel_decay)
+    if spent is None or not cfg.max_minutes:
+        spent = update / cfg.max_updates
+    ratio = cfg.gumbel_end / cfg.gumbel_start
+    return max(cfg.gumbel_start * ratio ** (spent / cfg.gumbel_anneal), cfg.gumbel_end)

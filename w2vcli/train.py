@@ -18,6 +18,7 @@ All DDP ranks agree on stopping through one small all-reduce per update.
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 import threading
 import time
@@ -35,14 +36,14 @@ from w2vcli.distributed import Dist
 from w2vcli.errors import UsageError
 from w2vcli.metrics import MetricsLog
 from w2vcli.rundir import RunDir, load_trainer_state, load_weights, rng_state, set_rng_state
-from w2vcli.schedule import lr_at
+from w2vcli.schedule import lr_at, progress
 
 
 class Task(Protocol):
     find_unused: bool  # DDP: some parameters may get no gradient in a step
 
     def parameters(self, model: torch.nn.Module) -> list[torch.nn.Parameter]: ...
-    def begin_update(self, model: torch.nn.Module, update: int) -> bool: ...  # True: trainable set changed
+    def begin_update(self, model: torch.nn.Module, update: int, spent: float) -> bool: ...  # True: trainable set changed
     def prepare(self, batch, generator: torch.Generator, device: torch.device): ...  # has .count, .seconds
     def loss(self, model: torch.nn.Module, prepared) -> tuple[torch.Tensor, dict[str, torch.Tensor]]: ...
     def summarize(self, sums: dict[str, float]) -> dict[str, float]: ...
@@ -53,9 +54,10 @@ class Task(Protocol):
 class Event:
     kind: str  # start, log, valid, best, checkpoint, warning, done
     update: int
-    max_updates: int
+    max_updates: int | None  # None: the budget is in minutes only
     metrics: dict = field(default_factory=dict)
     message: str = ""
+    progress: float = 0.0  # fraction of the budget spent (updates or minutes, whichever is further)
 
 
 @dataclass
@@ -100,16 +102,19 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
         self.log = MetricsLog(run.metrics, dist.main)
         self.update, self.skipped, self.best = 0, 0, {}
+        self.seconds = 0.0  # training seconds of this run, earlier invocations included (time budgets)
+        self.spent = 0.0  # fraction of the budget spent: what the schedules follow (schedule.progress)
         self.resumed_from: Path | None = None
         self._signal: str | None = None
         self._requested = False
         self._wrapped = None
         self._window = self._new_window()
         self._last_metrics: dict = {}
+        self._lr = cfg.lr
 
     def emit(self, kind: str, metrics: dict | None = None, message: str = "") -> None:
         if self.on_event:
-            self.on_event(Event(kind, self.update, self.cfg.max_updates, metrics or {}, message))
+            self.on_event(Event(kind, self.update, self.cfg.max_updates, metrics or {}, message, self.spent))
 
     def request_stop(self) -> None:
         """Stop after the current update with a checkpoint (what SIGINT/SIGTERM do)."""
@@ -129,6 +134,8 @@ class Trainer:
         self.loader.load_state_dict(state["data"])
         set_rng_state(state["rng"])
         self.update, self.skipped, self.best = state["update"], state["skipped"], state.get("best", {})
+        self.seconds = float(state.get("seconds", 0.0))
+        self.spent = progress(self.cfg, self.update, self.seconds)
         self.log.rewind(self.update)
         self.resumed_from = ckpt
         return True
@@ -137,7 +144,7 @@ class Trainer:
         if not self.dist.main:
             return None
         trainer = {
-            "update": self.update, "skipped": self.skipped, "best": self.best,
+            "update": self.update, "skipped": self.skipped, "best": self.best, "seconds": self.seconds,
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
             "data": self.loader.state_dict(), "rng": rng_state(),
@@ -177,45 +184,69 @@ class Trainer:
             for s, h in old.items():
                 signal.signal(s, h)
 
+    def _budget_left(self) -> str | None:
+        """None while the budget lasts, else why it ended ("max_updates" or "max_minutes")."""
+        if self.cfg.max_updates is not None and self.update >= self.cfg.max_updates:
+            return "max_updates"
+        if self.cfg.max_minutes is not None and self.seconds >= 60 * self.cfg.max_minutes:
+            return "max_minutes"
+        return None
+
+    def _valid_due(self, before: float) -> bool:
+        """`valid_every` of 1 or more: every that many updates; below 1: each time progress crosses a
+        multiple of it (so a time budget gets the same number of validations on any machine)."""
+        every = self.cfg.valid_every
+        if every >= 1:
+            return self.update % int(every) == 0
+        return math.floor(self.spent / every + 1e-9) > math.floor(before / every + 1e-9)
+
     def train(self) -> TrainResult:
         cfg = self.cfg
         self.model.train()
-        started = time.monotonic()
+        start = (time.monotonic(), self.seconds)
         self.emit("start", {"update": self.update, "resumed_from": str(self.resumed_from or "")})
         stream = self._stream()
-        reason, saved_at = "max_updates", (self.update if self.resumed_from else -1)
+        reason, saved_at = self._budget_left() or "max_updates", (self.update if self.resumed_from else -1)
+        validated_at = self.update if self.resumed_from else -1
         with self._signals():
-            while self.update < cfg.max_updates:
-                flags = self._step(stream, started)
+            while self._budget_left() is None:
+                before = self.spent
+                flags = self._step(stream, start)
+                ended = flags or self._budget_left()
                 if self.update % cfg.log_every == 0:
                     self._log()  # every rank: the metrics are all-reduced
-                if self.validate and (self.update % cfg.valid_every == 0 or self.update == cfg.max_updates):
+                if self.validate and (self._valid_due(before) or ended in ("max_updates", "max_minutes")):
                     self._validate()
+                    validated_at = self.update
                 if self.update % cfg.save_every == 0:
                     self.save()
                     saved_at = self.update
-                if flags is not None:
-                    reason = flags
+                if ended is not None:
+                    reason = ended
                     break
         if self.update % cfg.log_every and self._window["updates"]:
             self._log()
+        if self.validate and validated_at != self.update and reason in ("max_updates", "max_minutes"):
+            self._validate()  # the model the run ends with is always scored
         path = self.run.latest() if saved_at == self.update else self.save()
         self.emit("done", self._last_metrics, reason)
         return TrainResult(self.update, reason, path or self.run.latest(), self._last_metrics, self.best)
 
     def _wrap(self) -> torch.nn.Module:
-        changed = self.task.begin_update(distributed.unwrap(self.model), self.update)
+        changed = self.task.begin_update(distributed.unwrap(self.model), self.update, self.spent)
         if self._wrapped is None or changed:
             self._wrapped = distributed.wrap(distributed.unwrap(self.model), self.dist, self.device,
                                              self.task.find_unused)
         return self._wrapped
 
-    def _step(self, stream, started: float) -> str | None:
-        """One update over `accumulate` micro-batches; returns a stop reason agreed by all ranks, or None."""
+    def _step(self, stream, start: tuple[float, float]) -> str | None:
+        """One update over `accumulate` micro-batches; returns a stop reason agreed by all ranks, or None.
+        `start` is (the clock when this invocation started, the run's training seconds then)."""
         cfg, dist = self.cfg, self.dist
         model = self._wrap()
+        self._lr = lr_at(cfg, self.update, self.spent)
         for group in self.optimizer.param_groups:
-            group["lr"] = lr_at(cfg, self.update)
+            group["lr"] = self._lr
         micro = []
         for _ in range(cfg.accumulate):
             seed, batch = next(stream)
@@ -237,17 +268,19 @@ class Trainer:
         self.scaler.unscale_(self.optimizer)
         params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
         norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm if cfg.clip_norm > 0 else float("inf"))
-        time_up = cfg.max_minutes is not None and time.monotonic() - started >= cfg.max_minutes * 60
+        seconds = start[1] + time.monotonic() - start[0]
         flags = torch.tensor([float(not torch.isfinite(torch.as_tensor(loss_total))), float(self._signal == "SIGINT"),
-                              float(self._signal == "SIGTERM"), float(time_up), float(self._requested)],
-                             device=self.device)
-        flags = distributed.all_reduce(flags, dist, op="max").tolist()
+                              float(self._signal == "SIGTERM"), seconds, float(self._requested)],
+                             dtype=torch.float64, device=self.device)
+        flags = distributed.all_reduce(flags, dist, op="max").tolist()  # every rank: the slowest one's clock
+        self.seconds = flags[3]
         finite = flags[0] == 0 and bool(torch.isfinite(norm))
         if finite or self.scaler.is_enabled():
             self.scaler.step(self.optimizer)  # with a loss scaler, an overflow skips the step by itself
             self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         self.update += 1
+        self.spent = progress(cfg, self.update, self.seconds)
         self._window["updates"] += 1
         if finite:
             self._window["grad_norm"] += float(norm)
@@ -257,7 +290,7 @@ class Trainer:
             if not self.scaler.is_enabled() or flags[0]:
                 self.emit("warning", message=f"non-finite loss or gradient at update {self.update}: "
                                              f"step skipped ({self.skipped} so far)")
-        for name, flag in zip(("SIGINT", "SIGTERM", "max_minutes", "requested"), flags[1:]):
+        for name, flag in zip(("SIGINT", "SIGTERM", "requested"), (flags[1], flags[2], flags[4])):
             if flag:
                 return name
         return None
@@ -278,7 +311,7 @@ class Trainer:
         elapsed = max(time.monotonic() - w["start"], 1e-9)
         good = w["updates"] - w["skipped"]
         metrics.update({
-            "update": self.update, "epoch": self.loader.epoch, "lr": lr_at(self.cfg, self.update - 1),
+            "update": self.update, "epoch": self.loader.epoch, "lr": self._lr, "progress": round(self.spent, 4),
             "grad_norm": w["grad_norm"] / good if good else float("nan"), "skipped": self.skipped,
             "audio_seconds_per_s": vec[-1] / elapsed, "updates_per_s": w["updates"] / elapsed,
         })

@@ -9,9 +9,10 @@ from pathlib import Path
 import typer
 
 # What the bar shows (metric key, label, format); keys missing from a record are left out.
-SHOWN = [("loss", "loss", ".3f"), ("accuracy", "acc", ".3f"), ("code_perplexity", "ppl", ".0f"),
+SHOWN = [("loss", "loss", ".3f"), ("accuracy", "acc", ".3f"), ("x_chance", "x chance", ".1f"),
+         ("code_perplexity", "ppl", ".0f"),
          ("temperature", "temp", ".2f"), ("lr", "lr", ".2e"), ("audio_seconds_per_s", "audio-s/s", ".1f")]
-CURVES = ["loss", "accuracy", "code_perplexity", "valid_wer", "valid_cer", "lr"]
+CURVES = ["loss", "accuracy", "x_chance", "code_perplexity", "valid_wer", "valid_cer", "lr"]
 EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}  # 128 + signal number, as shells report
 
 
@@ -56,12 +57,12 @@ class TrainDisplay:
         if self.bar is None:
             return
         if event.kind == "start":
-            self.bar.reset(self.task, total=event.max_updates, completed=event.update, info="")
+            self.bar.reset(self.task, total=event.max_updates or 100, completed=self._done(event), info="")
             self.bar.update(self.task, description=self.title)
             if event.metrics.get("resumed_from"):
                 err.print(f"resuming from {event.metrics['resumed_from']}", markup=False)
         elif event.kind == "log":
-            self.bar.update(self.task, completed=event.update, info=_format(event.metrics))
+            self.bar.update(self.task, completed=self._done(event), info=_format(event.metrics))
         elif event.kind == "warning":
             warn(event.message)
         elif event.kind == "valid":
@@ -71,7 +72,12 @@ class TrainDisplay:
         elif event.kind == "best":
             err.print("  [green]new best[/] (saved to best/)")
         elif event.kind in ("checkpoint", "done"):
-            self.bar.update(self.task, completed=event.update)
+            self.bar.update(self.task, completed=self._done(event))
+
+    @staticmethod
+    def _done(event) -> float:
+        """The bar counts updates against an update budget, percent of the budget against a time budget."""
+        return event.update if event.max_updates else round(100 * event.progress, 1)
 
 
 def finish(result, run_dir: Path) -> None:
@@ -86,6 +92,9 @@ def finish(result, run_dir: Path) -> None:
         _, values = series(records, key)
         if len(values) > 1:
             err.print(f"{key:>16} {sparkline(values, 40)} {values[0]:.4g} -> {values[-1]:.4g}", markup=False)
+    health = _health(result.metrics)
+    if health:
+        err.print(health, markup=False)
     how = {"max_updates": "reached --max-updates", "max_minutes": "reached --max-minutes",
            "SIGINT": "interrupted", "SIGTERM": "terminated", "requested": "stopped"}[result.stop_reason]
     err.print(f"{how} at update {result.update}; checkpoint {result.checkpoint}", markup=False)
@@ -95,3 +104,14 @@ def finish(result, run_dir: Path) -> None:
     if result.stop_reason in EXIT_CODES:
         err.print("run the same command again to resume", markup=False)
     raise typer.Exit(EXIT_CODES.get(result.stop_reason, 0))
+
+
+def _health(metrics: dict) -> str:
+    """Pretraining's verdict in one line: is it learning? (accuracy against guessing, codebook use)."""
+    if "health" not in metrics:
+        return ""
+    advice = {"collapsed": ": lower --lr or raise --diversity-weight", "at chance": ": not learning yet"}
+    chance = metrics["accuracy"] / metrics["x_chance"] if metrics.get("x_chance") else 0.0
+    return (f"masked-frame accuracy {metrics['accuracy']:.3f} = {metrics['x_chance']:.1f}x chance ({chance:.3f}); "
+            f"code perplexity {metrics.get('code_perplexity', float('nan')):.0f}: "
+            f"{metrics['health']}{advice.get(metrics['health'], '')}")

@@ -7,7 +7,9 @@ from typing import Annotated
 
 import typer
 
-DEFAULT = ["loss", "accuracy", "code_perplexity", "valid_wer", "valid_cer", "lr"]
+DEFAULT = ["loss", "x_chance", "code_perplexity", "valid_wer", "valid_cer", "lr"]
+# What a pretraining chart's title says about the run: accuracy as a multiple of guessing (1 = chance).
+NOTES = {"x_chance": "masked-frame accuracy / chance: 1 = guessing, 2+ = learning"}
 
 
 def curves(
@@ -33,6 +35,9 @@ def curves(
         updates, values = series(records, key)
         if not values:
             continue
-        out.print(f"[bold]{key}[/]  (updates {updates[0]}-{updates[-1]}, last {values[-1]:.4g})")
+        note = f"; {NOTES[key]}" if key in NOTES else ""
+        out.print(f"[bold]{key}[/]  (updates {updates[0]}-{updates[-1]}, last {values[-1]:.4g}{note})")
+        if key == "x_chance" and records[-1].get("health"):
+            out.print(f"  now: {records[-1]['health']}", markup=False)
         for row in chart(values, width, height):
             out.print(row, markup=False, highlight=False)

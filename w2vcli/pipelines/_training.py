@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from w2vcli import distributed
+from w2vcli.checkpoint import is_checkpoint
 from w2vcli.config import ModelConfig, TrainConfig
 from w2vcli.data import filter_utterances
 from w2vcli.distributed import Dist
@@ -89,3 +90,19 @@ def resume_config(run: RunDir, given: ModelConfig, fresh: bool, on_event=None) -
         on_event(Event("warning", 0, 0, message=f"resuming {latest} with its own model settings; "
                                                 "flags that change the model need --fresh"))
     return saved
+
+
+def init_source(init: str) -> Path:
+    """`--init`: a run directory (its best, else latest checkpoint), a checkpoint, or a Hugging Face dir."""
+    path = Path(init)
+    if not path.is_dir():
+        raise UsageError(f"--init {init}: no such directory; give a run, a checkpoint, a Hugging Face model or none")
+    run = RunDir(path)
+    if is_checkpoint(run.best):
+        return run.best
+    if run.checkpoints.is_dir() or run.last_file.exists():
+        latest = run.latest()
+        if latest is None:
+            raise W2VError(f"--init {init}: the run has no complete checkpoint yet")
+        return latest
+    return path

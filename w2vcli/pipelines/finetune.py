@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
 from w2vcli import distributed
-from w2vcli.checkpoint import is_checkpoint, load_backbone
-from w2vcli.config import ModelConfig, TrainConfig
+from w2vcli.checkpoint import load_backbone
+from w2vcli.config import ModelConfig, TrainConfig, preset
 from w2vcli.convert import load_any
 from w2vcli.data import make_loader
 from w2vcli.decoding import decode, to_text
@@ -28,8 +27,9 @@ from w2vcli.losses import ctc_loss
 from w2vcli.masking import compute_feature_mask, compute_mask_indices
 from w2vcli.model import Wav2Vec2ForCTC
 from w2vcli.model.wav2vec2 import init_weights
-from w2vcli.pipelines._training import load_split, open_run, resolve_data, resume_config, setup
+from w2vcli.pipelines._training import init_source, load_split, open_run, resolve_data, resume_config, setup
 from w2vcli.pipelines.pretrain import frame_lengths
+from w2vcli.recipes import finetune_settings
 from w2vcli.rundir import RunDir
 from w2vcli.scoring import EditCounts, char_edits, error_rate, word_edits
 from w2vcli.text import load_vocabulary
@@ -60,8 +60,9 @@ class FinetuneTask:
             return list(model.parameters())
         return [p for n, p in model.named_parameters() if not n.startswith("wav2vec2.feature_extractor.")]
 
-    def begin_update(self, model, update: int) -> bool:
-        frozen = update < self.cfg.freeze_updates
+    def begin_update(self, model, update: int, spent: float) -> bool:
+        freeze = self.cfg.freeze_updates
+        frozen = update < freeze if freeze >= 1 else spent < freeze
         if frozen == self.frozen:
             return False
         for name, p in model.wav2vec2.named_parameters():
@@ -129,22 +130,6 @@ def make_validator(utts, vocab, cfg: TrainConfig, device: torch.device, dist: di
     return validate
 
 
-def init_source(init: str) -> Path:
-    """`--init`: a run directory (its best, else latest checkpoint), a checkpoint, or a Hugging Face dir."""
-    path = Path(init)
-    if not path.is_dir():
-        raise UsageError(f"--init {init}: no such directory; give a run, a checkpoint, a Hugging Face model or none")
-    run = RunDir(path)
-    if is_checkpoint(run.best):
-        return run.best
-    if run.checkpoints.is_dir() or run.last_file.exists():
-        latest = run.latest()
-        if latest is None:
-            raise W2VError(f"--init {init}: the run has no complete checkpoint yet")
-        return latest
-    return path
-
-
 def finetune_config(config: ModelConfig, vocab, overrides: dict, train_cnn: bool = False) -> ModelConfig:
     """The initial model's architecture with a CTC head for `vocab`, the masking flags, and a CNN that is
     frozen (run under no_grad) unless `train_cnn`."""
@@ -184,10 +169,15 @@ def reinit_top_layers(model: Wav2Vec2ForCTC, n: int) -> None:
             init_weights(layer)
 
 
-def finetune(data: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig, init: str,
-             model_config: ModelConfig, overrides: dict | None = None, on_event=None) -> TrainResult:
+def finetune(data: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig | None = None, init: str = "none",
+             model_config: ModelConfig | None = None, overrides: dict | None = None, on_event=None) -> TrainResult:
     """Fine-tune `init` ("none": `model_config` from scratch) with CTC on DATA's train.jsonl, validating
-    on its valid.jsonl; re-running resumes the run `out` unless cfg.fresh."""
+    on its valid.jsonl; re-running resumes the run `out` unless cfg.fresh. Without `cfg` (and
+    `overrides`), the tiny preset's fine-tuning recipe, as `w2v finetune` uses (recipes.py)."""
+    if cfg is None:
+        cfg, recipe_overrides = finetune_settings("tiny")
+        overrides = recipe_overrides if overrides is None else overrides
+    model_config = model_config or preset("tiny")
     dist, device = setup(cfg)
     run = RunDir(out)
     try:

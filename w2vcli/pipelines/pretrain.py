@@ -1,6 +1,9 @@
 """`w2v pretrain`: self-supervised wav2vec 2.0 pretraining on unlabelled audio.
 
-    result = pretrain("data/", "runs/pt", TrainConfig(max_updates=2000), preset("tiny"))
+    result = pretrain("data/", "runs/pt")                                    # the tiny preset's recipe
+    cfg, config = pretrain_settings("base", {"max_minutes": 60})
+    result = pretrain("data/", "runs/pt", cfg, config)
+    result = pretrain("my_audio/", "runs/dapt", cfg, init="facebook-wav2vec2-base/")  # continued pretraining
 
 B batch, N samples, T frames, K negatives, G codebook groups. Each micro-batch draws span masks
 and negatives from its own seeded generator (see train.py); the loss is the sum over masked
@@ -16,14 +19,18 @@ from dataclasses import dataclass
 import torch
 
 from w2vcli import distributed
+from w2vcli.checkpoint import load_backbone
 from w2vcli.config import ModelConfig, TrainConfig
+from w2vcli.convert import load_any
 from w2vcli.data import make_loader
+from w2vcli.errors import UsageError
 from w2vcli.masking import compute_mask_indices, sample_negative_indices
 from w2vcli.model import Wav2Vec2ForPreTraining
-from w2vcli.model.quantizer import gumbel_temperature
-from w2vcli.pipelines._training import load_split, open_run, resolve_data, resume_config, setup
+from w2vcli.pipelines._training import init_source, load_split, open_run, resolve_data, resume_config, setup
+from w2vcli.recipes import OBJECTIVE_FIELDS, QUANTIZER_FIELDS, pretrain_settings
 from w2vcli.rundir import RunDir
-from w2vcli.train import Trainer, TrainResult
+from w2vcli.schedule import gumbel_at
+from w2vcli.train import Event, Trainer, TrainResult
 
 
 def frame_lengths(config: ModelConfig, samples: torch.Tensor) -> torch.Tensor:
@@ -53,9 +60,8 @@ class PretrainTask:
     def parameters(self, model):
         return [p for p in model.parameters() if p.requires_grad]
 
-    def begin_update(self, model, update: int) -> bool:
-        self.temperature = gumbel_temperature(update, self.cfg.gumbel_start, self.cfg.gumbel_end,
-                                              self.cfg.gumbel_decay_rate())
+    def begin_update(self, model, update: int, spent: float) -> bool:
+        self.temperature = gumbel_at(self.cfg, update, spent)
         model.quantizer.temperature = self.temperature
         return False
 
@@ -87,58 +93,121 @@ class PretrainTask:
         m["contrastive_bits"] = m["contrastive"] / math.log(2)
         m["temperature"] = self.temperature
         m["masked_frames"] = sums["frames"]
+        m["x_chance"] = m["accuracy"] * (self.config.num_negatives + 1)
+        m["health"] = pretraining_health(m, self.config)["verdict"]
         return m
 
     def check(self, metrics: dict, update: int) -> list[str]:
         """Health warnings, once each: a temperature schedule that does not fit the run, codebook
-        collapse, loss stuck at chance after warm-up."""
-        c, out = self.config, []
-        cfg = self.cfg
-        last = gumbel_temperature(cfg.max_updates, cfg.gumbel_start, cfg.gumbel_end, cfg.gumbel_decay_rate())
-        if last > 1.05 * cfg.gumbel_end and "schedule" not in self.warned:
-            self.warned.add("schedule")
-            out.append(f"the Gumbel temperature only falls to {last:.2f} (not {cfg.gumbel_end:g}) by update "
-                       f"{cfg.max_updates}: --gumbel-decay {cfg.gumbel_decay:g} suits a longer run; "
-                       f"--gumbel-anneal 0.7 fits the schedule to this one")
-        groups, k = c.num_codevector_groups, c.num_negatives
-        if metrics["code_perplexity"] < 1.5 * groups and "collapse" not in self.warned:
+        collapse, accuracy still at chance after a quarter of the budget (with what to change)."""
+        c, cfg, out = self.config, self.cfg, []
+        if cfg.gumbel_anneal is None and cfg.max_updates and "schedule" not in self.warned:
+            last = gumbel_at(cfg, cfg.max_updates)
+            if last > 1.05 * cfg.gumbel_end:
+                self.warned.add("schedule")
+                out.append(f"the Gumbel temperature only falls to {last:.2f} (not {cfg.gumbel_end:g}) by update "
+                           f"{cfg.max_updates}: --gumbel-decay {cfg.gumbel_decay:g} suits a longer run; "
+                           f"--gumbel-anneal 0.7 fits the schedule to this one")
+        health = pretraining_health(metrics, c)
+        if health["collapsed"] and "collapse" not in self.warned:
             self.warned.add("collapse")
             out.append(f"codebook collapse: code perplexity {metrics['code_perplexity']:.2f} is near the "
-                       f"{groups} groups' minimum; try a lower --lr or a higher diversity weight")
-        chance = math.log(k + 1)
-        settled = update >= max(2 * self.cfg.updates(self.cfg.warmup), 200)
-        if settled and metrics["contrastive"] > 0.98 * chance and "chance" not in self.warned:
+                       f"{c.num_codevector_groups} groups' minimum; lower --lr or raise --diversity-weight")
+        if metrics.get("progress", 0.0) >= 0.25 and health["x_chance"] < 1.2 and "chance" not in self.warned:
             self.warned.add("chance")
-            out.append(f"contrastive loss {metrics['contrastive_bits']:.2f} bits is at chance "
-                       f"(log2({k + 1}) = {chance / math.log(2):.2f}); accuracy {metrics['accuracy']:.3f} vs "
-                       f"{1 / (k + 1):.3f} by guessing")
+            out.append(f"still at chance after a quarter of the budget (accuracy {metrics['accuracy']:.3f}, "
+                       f"{health['x_chance']:.1f}x the {health['chance']:.3f} of guessing): for a small model or "
+                       f"little audio use the tiny recipe's objective (--num-negatives 20 --codebook-size 64 "
+                       f"--mask-length 5 --diversity-weight 0.5 --gumbel-start 20), or give it more time")
         return out
 
 
-def pretrain(data: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig, model_config: ModelConfig,
-             on_event=None, on_prep_progress=None) -> TrainResult:
+def pretraining_health(metrics: dict, config: ModelConfig) -> dict:
+    """How a pretraining run is doing, in terms a user can read: masked-frame accuracy as a multiple of
+    guessing (1 in K+1), and whether the codebook collapsed (code perplexity near its minimum, G)."""
+    chance = 1.0 / (config.num_negatives + 1)
+    accuracy = float(metrics.get("accuracy", 0.0))
+    collapsed = float(metrics.get("code_perplexity", 1e9)) < 1.5 * config.num_codevector_groups
+    x_chance = accuracy / chance
+    verdict = "collapsed" if collapsed else "learning" if x_chance >= 2 else "starting" if x_chance >= 1.2 else "at chance"
+    return {"chance": chance, "x_chance": x_chance, "collapsed": collapsed, "verdict": verdict}
+
+
+def initial_model(init: str | None, model_config: ModelConfig, on_event=None) -> tuple[Wav2Vec2ForPreTraining, str]:
+    """`--init`: continue from a pretrained model (ours, a run, or Hugging Face's), its architecture kept
+    and the objective taken from `model_config`. A model without a quantizer (CTC, backbone only) gets a
+    fresh quantizer and projections, shaped as `model_config` says."""
+    if init is None:
+        return Wav2Vec2ForPreTraining(model_config), "none"
+    source = init_source(init)
+    ckpt = load_any(source)
+    kept = QUANTIZER_FIELDS if ckpt.head == "pretraining" else frozenset()
+    changes = {k: v for k, v in model_config.to_dict().items() if k in OBJECTIVE_FIELDS or
+               (k in QUANTIZER_FIELDS and k not in kept)}
+    config = ckpt.config.replace(**changes)
+    model = Wav2Vec2ForPreTraining(config)
+    if ckpt.head == "pretraining":
+        model.load_state_dict(ckpt.model.state_dict())
+    else:
+        load_backbone(model, ckpt.model)
+        if on_event:
+            on_event(Event("warning", 0, 0, message=f"{source} has no quantizer ({ckpt.head} model): the "
+                                                    "quantizer and its projections start fresh"))
+    return model, str(source)
+
+
+def check_init_flags(init: str | None, given: dict) -> None:
+    """With `--init` the architecture is the model's: flags that would change it are refused up front."""
+    if init is None:
+        return
+    source = init_source(init)
+    ckpt = load_any(source)
+    kept = QUANTIZER_FIELDS if ckpt.head == "pretraining" else frozenset()
+    own = ckpt.config.to_dict()
+    for field, value in given.items():
+        if value is None or field in OBJECTIVE_FIELDS or (field in QUANTIZER_FIELDS and field not in kept):
+            continue
+        if own.get(field) != value:
+            raise UsageError(f"{field} {value} contradicts --init {init} ({own.get(field)}): the architecture "
+                             "comes from the model; drop the flag")
+
+
+def pretrain(data: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig | None = None,
+             model_config: ModelConfig | None = None, on_event=None, on_prep_progress=None,
+             init: str | None = None) -> TrainResult:
     """Pretrain on DATA (a prep output, or a folder of audio prepared into RUN/data) into the run `out`;
-    re-running resumes from the run's last checkpoint unless cfg.fresh."""
+    re-running resumes from the run's last checkpoint unless cfg.fresh. Without `cfg`/`model_config`,
+    the tiny preset's recipe (recipes.py), as `w2v pretrain` uses. With `init`, continue pretraining that
+    model (its architecture; the objective of `model_config`); optimizer and schedule start fresh."""
+    if cfg is None or model_config is None:
+        default_cfg, default_config = pretrain_settings("tiny")
+        cfg, model_config = cfg or default_cfg, model_config or default_config
     dist, device = setup(cfg)
     run = RunDir(out)
     try:
         open_run(run, cfg, dist, device, on_event if dist.main else None)
         data_dir = resolve_data(data, run, dist, on_prep_progress)
-        config = resume_config(run, model_config, cfg.fresh, on_event if dist.main else None)
+        latest = None if cfg.fresh else run.latest()
+        if latest is None:
+            model, source = initial_model(init, model_config, on_event if dist.main else None)
+        else:
+            config = resume_config(run, model_config, cfg.fresh, on_event if dist.main else None)
+            model, source = Wav2Vec2ForPreTraining(config), str(latest)
+        config = model.config
         min_seconds = (config.receptive_field + config.frame_stride * (config.mask_time_length + 1)) / 16000
         utts, skipped = load_split(data_dir, "train", min_seconds)
         loader = make_loader(utts, cfg.batch_seconds, crop_seconds=cfg.crop_seconds,
                              max_batch_size=cfg.max_batch_size, seed=cfg.seed, rank=dist.rank,
                              world_size=dist.world_size, num_workers=cfg.workers, pin_memory=device.type == "cuda",
                              speed_perturb=cfg.speed_perturb)
-        model = Wav2Vec2ForPreTraining(config)
         trainer = Trainer(model, PretrainTask(config, cfg), loader, cfg, run, device, dist, on_event,
                           info={"task": "pretrain"})
         if not cfg.fresh:
             trainer.resume()
         if dist.main:
-            run.write_settings({"command": "pretrain", "data": str(data_dir), "train": cfg.to_dict(),
-                                "model": config.to_dict(), "utterances": len(utts), "skipped": skipped,
+            run.write_settings({"command": "pretrain", "data": str(data_dir), "init": init or "none",
+                                "start": source, "train": cfg.to_dict(), "model": config.to_dict(),
+                                "utterances": len(utts), "skipped": skipped,
                                 "seconds": round(sum(u.duration for u in utts), 2),
                                 "world_size": dist.world_size, "device": str(device)})
         return trainer.train()
