@@ -39,50 +39,35 @@ w2v prep "$data/unlabelled" --out "$out/data/unlabelled" --unlabelled --valid-pe
 w2v prep "$data/labelled" "$data/dev" --out "$out/data/labelled" --valid-percent 33.3
 w2v prep "$data/test" --out "$out/data/test" --valid-percent 0
 
-# Schedules are sized to the time budget: updates a minute on 2 quiet cores (about half each when the two
-# arms share the machine), so that the learning rate and the Gumbel temperature finish their course in time.
-# Measured on 2 cores (session 6): fp32 ~150 pretraining and ~260-290 fine-tuning updates a minute; bf16
-# (EXP_AMP=1: `--amp`, CPUs with AMX-BF16 only) ~330-350 and ~440. PRETRAIN_RATE / FINETUNE_RATE override.
+# Every stage has a time budget: warm-up, lr decay, the Gumbel temperature, validation and freezing follow
+# the fraction of the budget spent, so the schedules complete on any CPU (or GPU) without sizing them in
+# updates. EXP_AMP=1 trains in bf16 (`--amp`, CPUs with AMX-BF16 only).
 amp=()
-if [ "${EXP_AMP:-0}" = 1 ]; then amp=(--amp); pt_default=330; ft_default=440; else pt_default=150; ft_default=260; fi
-if [ "${EXP_PARALLEL:-0}" = 1 ]; then pt_default=$((pt_default / 2)); ft_default=$((ft_default / 2)); fi
-pt_rate=${PRETRAIN_RATE:-$pt_default}; ft_rate=${FINETUNE_RATE:-$ft_default}
-pretrain_updates=$(python3 -c "print(int($pretrain_min * $pt_rate))")
-# With its CNN frozen the pretrained arm made ~1.3x the updates a minute (session 4: 369 against ~280 in bf16 on
-# 2 cores); with the CNN learning, the same as from scratch.
-cnn_speed=1; if [ "${PRETRAINED_FT_CNN:-train}" = freeze ]; then cnn_speed=1.3; fi
-ft_updates=$(python3 -c "print(int($finetune_min * $ft_rate * $cnn_speed))")
-scratch_updates=$(python3 -c "print(int($scratch_min * $ft_rate))")
+if [ "${EXP_AMP:-0}" = 1 ]; then amp=(--amp); fi
 
-# The small-scale recipe (examples/RESULTS.md): short sparse masks, 20 negatives from a 2 x 64 codebook,
-# a strong diversity loss, and a high starting temperature so the quantizer's soft gradient flows;
-# the temperature falls from 20 to 0.5 over the first 40% of the updates.
-recipe=(--preset tiny --batch-seconds 16 --crop-seconds 4 --lr 1e-3 --warmup 50
-        --num-negatives 20 --codebook-size 64 --mask-prob 0.3 --mask-length 5
-        --diversity-weight 0.5 --gumbel-start 20 --gumbel-anneal 0.4 --log-every 25 "${amp[@]}")
-# Fine-tuning, shared by both arms: small batches (more updates out of CTC's all-blank plateau),
-# tri-stage lr, light time and channel masking, speed perturbation (each utterance at 0.9, 1 or 1.1x:
-# 14 voices with 43 s each need every variant they can get), validation on dev, RUN/best by CER.
-finetune=(--batch-seconds 10 --valid-every 200 --log-every 25 --best-by cer --speed-perturb "${SPEED_PERTURB:-0.9,1,1.1}"
-          --mask-prob 0.1 --mask-length 5 --mask-channel-prob 0.05 --mask-channel-length 16 "${amp[@]}")
-# Each arm at its best measured recipe (examples/RESULTS.md, sessions 3-4). From scratch: lr 2e-3, the
-# CNN learning (it must). Pretrained: what transfers is the front end (CNN, projection, position
-# convolution); the 4 transformer layers serve the contrastive task and read characters no better
-# than random ones, so they start afresh (`--reinit-layers 4`), and the CNN learns; lr 2e-3 as from
-# scratch (1e-3 was no better on dev).
+# The tiny preset carries the small-scale pretraining recipe (w2vcli/recipes.py, examples/RESULTS.md):
+# 16 s batches of 4 s crops, lr 1e-3, 20 negatives from a 2 x 64 codebook, masks 0.3 x 5, diversity 0.5,
+# Gumbel temperature 20 -> 0.5 over the first 40% of the budget.
+recipe=(--preset tiny --log-every 25 "${amp[@]}")
+# Fine-tuning, shared by both arms: the tiny fine-tuning recipe (10 s batches, tri-stage lr 2e-3, light
+# time and channel masks, the CNN learning, RUN/best by CER, validation every 5% of the budget), plus
+# speed perturbation (each utterance at 0.9, 1 or 1.1x: 14 voices with 43 s each need every variant).
+finetune=(--preset tiny --log-every 25 --speed-perturb "${SPEED_PERTURB:-0.9,1,1.1}" "${amp[@]}")
+# Pretrained: what transfers is the front end (CNN, projection, position convolution); the 4 transformer
+# layers serve the contrastive task and read characters no better than random ones, so they start afresh
+# (`--reinit-layers 4`). PRETRAINED_FT_CNN=freeze keeps the pretrained CNN frozen instead.
 pretrained_ft=(--lr "${PRETRAINED_FT_LR:-2e-3}" "--${PRETRAINED_FT_CNN:-train}-feature-encoder"
                --reinit-layers "${PRETRAINED_FT_REINIT:-4}")
-scratch_ft=(--lr 2e-3 --train-feature-encoder)
+scratch_ft=()
 
 pretrained_arm() {
-  w2v pretrain "$out/data/unlabelled" --out "$out/pretrain" --max-minutes "$pretrain_min" \
-    --max-updates "$pretrain_updates" "${recipe[@]}"
+  w2v pretrain "$out/data/unlabelled" --out "$out/pretrain" --max-minutes "$pretrain_min" "${recipe[@]}"
   w2v finetune "$out/data/labelled" --init "$out/pretrain" --out "$out/finetune" \
-    --max-minutes "$finetune_min" --max-updates "$ft_updates" "${finetune[@]}" "${pretrained_ft[@]}"
+    --max-minutes "$finetune_min" "${finetune[@]}" "${pretrained_ft[@]}"
 }
 scratch_arm() {
-  w2v finetune "$out/data/labelled" --init none --preset tiny --out "$out/scratch" \
-    --max-minutes "$scratch_min" --max-updates "$scratch_updates" "${finetune[@]}" "${scratch_ft[@]}"
+  w2v finetune "$out/data/labelled" --init none --out "$out/scratch" \
+    --max-minutes "$scratch_min" "${finetune[@]}" "${scratch_ft[@]}"
 }
 
 if [ "${EXP_PARALLEL:-0}" = 1 ]; then

@@ -62,7 +62,7 @@ FINETUNE = {
         "model": {"mask_time_prob": 0.1, "mask_time_length": 5, "mask_feature_prob": 0.05,
                   "mask_feature_length": 16},
         "train": {"max_updates": 2_000, "batch_seconds": 10.0, "lr": 2e-3, "warmup": 0.1, "hold": 0.4,
-                  "valid_every": 100, "best_by": "cer", "train_feature_encoder": True},
+                  "valid_every": 0.05, "best_by": "cer", "train_feature_encoder": True},
     },
     # The paper's low-resource fine-tuning (fairseq base_10m / base_1h): tri-stage 10/40/50%, masks 0.65 x 10
     # and channel masks 0.25 x 64 (fairseq's 0.5 x 10 per channel span), the CNN frozen.
@@ -70,13 +70,13 @@ FINETUNE = {
         "model": {"mask_time_prob": 0.65, "mask_time_length": 10, "mask_feature_prob": 0.25,
                   "mask_feature_length": 64},
         "train": {"max_updates": 13_000, "batch_seconds": 60.0, "lr": 5e-5, "warmup": 0.1, "hold": 0.4,
-                  "valid_every": 200},
+                  "valid_every": 0.02},
     },
     "large": {
         "model": {"mask_time_prob": 0.65, "mask_time_length": 10, "mask_feature_prob": 0.25,
                   "mask_feature_length": 64},
         "train": {"max_updates": 13_000, "batch_seconds": 60.0, "lr": 3e-5, "warmup": 0.1, "hold": 0.4,
-                  "valid_every": 200},
+                  "valid_every": 0.02},
     },
 }
 # Fine-tuning always uses fairseq's tri-stage schedule and AdamW without weight decay.

@@ -26,7 +26,7 @@ def finetune(
     train_feature_encoder: Annotated[bool | None, typer.Option("--train-feature-encoder/--freeze-feature-encoder", help="Whether the CNN feature encoder learns; recipe: tiny yes, base and large only from scratch (--init none).", show_default=False)] = None,
     freeze_updates: Annotated[float, typer.Option("--freeze-updates", help="Train only the CTC head at first: N updates, or below 1 a fraction of the budget.")] = 0,
     reinit_layers: Annotated[int, typer.Option("--reinit-layers", min=0, help="Re-initialise the top N transformer layers of the pretrained model first (small models' top layers serve the pretraining task).")] = 0,
-    valid_every: Annotated[float | None, typer.Option("--valid-every", help="Validate (WER/CER) every N updates, or below 1 each time this fraction of the budget passes (recipe: tiny 100, base 200).", show_default=False)] = None,
+    valid_every: Annotated[float | None, typer.Option("--valid-every", help="Validate (WER/CER) every N updates, or below 1 each time this fraction of the budget passes (recipe: tiny 0.05, base 0.02).", show_default=False)] = None,
     mask_prob: Annotated[float | None, typer.Option("--mask-prob", help="Time-mask probability x length (recipe: tiny 0.1, base 0.65).", show_default=False)] = None,
     mask_length: Annotated[int | None, typer.Option("--mask-length", help="Time-mask span in frames (recipe: tiny 5, base 10).", show_default=False)] = None,
     mask_channel_prob: Annotated[float | None, typer.Option("--mask-channel-prob", help="Channel-mask probability x length (recipe: tiny 0.05, base 0.25).", show_default=False)] = None,
