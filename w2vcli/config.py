@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from w2vcli.errors import W2VError
-from w2vcli.fsutil import atomic_write
+from w2vcli.fsutil import atomic_write, read_json_object
 
 CONFIG_FILE = "config.json"
 
@@ -157,12 +157,7 @@ class ModelConfig:
     @classmethod
     def load(cls, directory: str | os.PathLike) -> ModelConfig:
         path = Path(directory) / CONFIG_FILE
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise W2VError(f"cannot read model config {path}: {e}") from None
-        if not isinstance(raw, dict):
-            raise W2VError(f"model config {path}: expected a JSON object")
+        raw = read_json_object(path, "model config")
         try:
             return cls.from_dict(raw)
         except W2VError as e:

@@ -26,6 +26,7 @@ from w2vcli.checkpoint import (
 )
 from w2vcli.config import ModelConfig
 from w2vcli.errors import UsageError, W2VError
+from w2vcli.fsutil import read_json_object
 from w2vcli.text import VOCAB_FILE, Vocabulary
 
 POS_CONV = "wav2vec2.encoder.pos_conv_embed.conv."
@@ -220,14 +221,8 @@ def load_any(path: str | os.PathLike) -> Checkpoint:
     path = Path(path)
     if not path.is_dir():
         raise W2VError(f"model directory {path} does not exist")
-    config = path / "config.json"
-    if config.is_file():
-        try:
-            raw = json.loads(config.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise W2VError(f"cannot read {config}: not valid JSON ({e})") from None
-        if not isinstance(raw, dict):
-            raise W2VError(f"{config}: expected a JSON object")
+    if (path / "config.json").is_file():  # a damaged one is named as such, not as "not a checkpoint"
+        read_json_object(path / "config.json", "model config (not valid JSON?)")
     if is_hf_dir(path):
         return import_hf(path)
     return load_checkpoint(path)

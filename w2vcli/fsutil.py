@@ -43,6 +43,20 @@ def atomic_write(path: str | os.PathLike, data: str | bytes, sync: bool = False)
     return Path(path)
 
 
+def read_json_object(path: str | os.PathLike, what: str) -> dict:
+    """A JSON file that must hold one object (a config, a vocabulary); anything else is one W2VError
+    naming `what` it should have been."""
+    from w2vcli.errors import W2VError
+
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise W2VError(f"cannot read {what} {path}: {e}") from None
+    if not isinstance(raw, dict):
+        raise W2VError(f"{what} {path}: expected a JSON object")
+    return raw
+
+
 LEDGER_FILE = ".w2v-written.jsonl"
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from w2vcli.errors import W2VError
-from w2vcli.fsutil import atomic_write
+from w2vcli.fsutil import atomic_write, read_json_object
 
 PAD, BOS, EOS, UNK, WORD_SEP = "<pad>", "<s>", "</s>", "<unk>", "|"
 SPECIALS = (PAD, BOS, EOS, UNK, WORD_SEP)
@@ -91,12 +91,7 @@ class Vocabulary:
         path = Path(path)
         if path.is_dir():
             path = path / VOCAB_FILE
-        try:
-            mapping = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:
-            raise W2VError(f"cannot read vocabulary {path}: {e}") from None
-        if not isinstance(mapping, dict):
-            raise W2VError(f"vocabulary {path}: expected a JSON object of token -> id")
+        mapping = read_json_object(path, "vocabulary")  # token -> id
         tokens = [None] * len(mapping)
         for tok, i in mapping.items():
             if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < len(tokens) or tokens[i] is not None:
