@@ -213,3 +213,18 @@ def test_the_command_and_the_library_share_the_recipes(monkeypatch, tmp_path):
     base, base_model = pretrain_settings("base")
     assert (base.lr, base_model.num_negatives, base_model.num_codevectors_per_group) == (5e-4, 100, 320)
     assert math.isclose(base.gumbel_anneal, 0.7)
+
+
+def test_a_run_at_chance_after_a_quarter_of_its_budget_says_what_to_change():
+    from w2vcli.config import TrainConfig, preset
+    from w2vcli.pipelines.pretrain import PretrainTask, pretraining_health
+
+    at_chance = {"accuracy": 0.01, "code_perplexity": 300.0, "contrastive": 4.6, "contrastive_bits": 6.6}
+    paper = PretrainTask(preset("base"), TrainConfig(max_updates=100, gumbel_anneal=0.7))
+    assert paper.check({**at_chance, "progress": 0.2}, 20) == []  # too early to say
+    assert any("--preset tiny" in w for w in paper.check({**at_chance, "progress": 0.3}, 30))
+    cfg, tiny = pretrain_settings("tiny")
+    small = PretrainTask(tiny, cfg)
+    assert any("longer --max-minutes" in w for w in small.check({**at_chance, "accuracy": 0.05, "progress": 0.3}, 30))
+    assert pretraining_health({"accuracy": 0.12, "code_perplexity": 90}, tiny)["verdict"] == "learning"  # 2.5x
+    assert pretraining_health({"accuracy": 0.12, "code_perplexity": 2.5}, tiny)["verdict"] == "collapsed"

@@ -115,10 +115,13 @@ class PretrainTask:
                        f"{c.num_codevector_groups} groups' minimum; lower --lr or raise --diversity-weight")
         if metrics.get("progress", 0.0) >= 0.25 and health["x_chance"] < 1.2 and "chance" not in self.warned:
             self.warned.add("chance")
+            paper_scale = c.num_negatives > 20 or c.mask_time_length > 5 or cfg.gumbel_start < 10
+            advice = ("for a small model or little audio use the tiny recipe (--preset tiny, or --num-negatives 20 "
+                      "--codebook-size 64 --mask-length 5 --diversity-weight 0.5 --gumbel-start 20)" if paper_scale
+                      else "a small model needs ~500 updates to leave chance: give it a longer --max-minutes "
+                           "(or --amp on a CPU with AMX, for twice the updates a minute)")
             out.append(f"still at chance after a quarter of the budget (accuracy {metrics['accuracy']:.3f}, "
-                       f"{health['x_chance']:.1f}x the {health['chance']:.3f} of guessing): for a small model or "
-                       f"little audio use the tiny recipe's objective (--num-negatives 20 --codebook-size 64 "
-                       f"--mask-length 5 --diversity-weight 0.5 --gumbel-start 20), or give it more time")
+                       f"{health['x_chance']:.1f}x the {health['chance']:.3f} of guessing): {advice}")
         return out
 
 
