@@ -55,7 +55,7 @@ def test_first_layer_group_norm_folded_into_the_matmul_equals_conv_then_norm():
     with torch.no_grad():
         fast = block(wav)
     assert fast.shape == ref.shape == (2, 64, 1, 799)
-    assert (fast - ref).abs().max() < 1e-4
+    assert (fast - ref).abs().max() < 2e-5  # measured 3.8e-6
 
 
 def test_attention_inference_dtype_is_ignored_in_training():
@@ -68,7 +68,7 @@ def test_attention_inference_dtype_is_ignored_in_training():
     with torch.no_grad():
         low = attn.eval()(x, None)
     assert low.dtype == torch.float32 and not torch.equal(low, ref)
-    assert torch.allclose(low, ref, atol=0.05)
+    assert torch.allclose(low, ref, atol=3e-3)  # measured 7.6e-4 (seeds 0-9: at most 8.8e-4)
 
 
 @pytest.mark.parametrize("kernel,groups,frames", [(16, 4, 37), (15, 4, 200), (128, 16, 499), (16, 4, 3000)])
@@ -91,12 +91,12 @@ def test_positional_conv_by_fft_equals_the_convolution(kernel, groups, frames):
         fast = conv(x)
     ref = conv(x)  # autograd on: the grouped convolution
     assert fast.shape == ref.shape == x.shape
-    assert (fast - ref).abs().max() < 1e-4 * ref.abs().max()
+    assert (fast - ref).abs().max() < 5e-6 * ref.abs().max()  # measured at most 4.8e-7 over the four cases
     state = {k: v * 1.5 for k, v in conv.state_dict().items()}
     conv.load_state_dict(state)  # new weights: the cached spectrum must not be used
     with torch.no_grad():
         again = conv(x)
-    assert (again - conv(x)).abs().max() < 1e-4 * again.abs().max()
+    assert (again - conv(x)).abs().max() < 5e-6 * again.abs().max()  # measured at most 5.3e-7
     assert (again - fast).abs().max() > 1e-2
 
 
@@ -120,7 +120,8 @@ def test_training_group_norm_backward_equals_torch_and_the_numerical_gradient():
         (y * torch.linspace(-1, 1, y.shape[-1])).sum().backward()
         grads.append([p.grad.clone() for p in block.parameters()])
     for ours, torchs in zip(*grads, strict=True):
-        assert torch.allclose(ours, torchs, rtol=2e-2, atol=1e-2 * torchs.abs().max().item())
+        # measured: the CNN's and the bias's gradients equal, the scale's within 2.0e-7 x its largest
+        assert torch.allclose(ours, torchs, rtol=1e-4, atol=1e-5 * torchs.abs().max().item())
 
 
 @pytest.mark.parametrize("samples,block", [(16000, 1024), (16000, 7), (4003, 2), (40, 1), (45, 1024)])
@@ -141,8 +142,8 @@ def test_first_two_layers_in_blocks_equal_the_layers_one_after_the_other(samples
             x = layer(x)
     ref = encoder(wav)  # autograd on: conv, GroupNorm, GELU, layer by layer
     assert fast.shape == ref.shape == x.squeeze(2).shape
-    assert (fast - x.squeeze(2)).abs().max() < 1e-5
-    assert (fast - ref).abs().max() < 1e-4
+    assert (fast - x.squeeze(2)).abs().max() < 5e-6  # measured at most 3.6e-7
+    assert (fast - ref).abs().max() < 5e-6  # measured at most 7.2e-7
     with torch.no_grad():
         assert not encoder._first_two_fuse(wav.expand(2, -1))
         assert not encoder._first_two_fuse(wav[:, :14])

@@ -179,7 +179,7 @@ def test_int8_runs_and_mostly_agrees(tmp_path):
     assert any("quantized" in type(m).__module__ for m in loaded.model.modules())
     int8 = next(transcribe(expand([path]), loaded))["text"]
     jiwer = pytest.importorskip("jiwer")
-    assert jiwer.cer(fp32, int8) < 0.3
+    assert jiwer.cer(fp32, int8) < 0.05  # measured 0.0 (fbgemm); 0.015 on the AMX path (onednn, bf16)
 
 
 def test_int8_on_amx_packs_for_onednn_and_runs_attention_in_bf16(tmp_path):
@@ -199,7 +199,7 @@ def test_int8_on_amx_packs_for_onednn_and_runs_attention_in_bf16(tmp_path):
     with torch.inference_mode():
         ref, got = loaded.model(x[None])[0], fast(x[None])[0]  # (1, T, V)
     assert got.dtype == torch.float32
-    assert (ref.argmax(-1) == got.argmax(-1)).float().mean() > 0.8
+    assert (ref.argmax(-1) == got.argmax(-1)).float().mean() > 0.95  # measured 0.987 (2 of 149 frames differ)
 
 
 def test_streamed_greedy_equals_greedy_over_stitched_logits(tmp_path):
