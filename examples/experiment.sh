@@ -46,7 +46,7 @@ amp=()
 if [ "${EXP_AMP:-0}" = 1 ]; then amp=(--amp); fi
 
 # The tiny preset carries the small-scale pretraining recipe (w2vcli/recipes.py, examples/RESULTS.md):
-# 16 s batches of 4 s crops, lr 1e-3, 20 negatives from a 2 x 64 codebook, masks 0.3 x 5, diversity 0.5,
+# 8 s batches of 2 s crops, lr 1e-3, 20 negatives from a 2 x 64 codebook, masks 0.3 x 5, diversity 0.5,
 # Gumbel temperature 20 -> 0.5 over the first 40% of the budget.
 recipe=(--preset tiny --log-every 25 "${amp[@]}")
 # Fine-tuning, shared by both arms: the tiny fine-tuning recipe (10 s batches, tri-stage lr 2e-3, light

@@ -204,7 +204,7 @@ def test_the_command_and_the_library_share_the_recipes(monkeypatch, tmp_path):
         runner.invoke(app, argv)
     cfg, model = pretrain_settings("tiny")
     assert seen["pre"] == (cfg, model)
-    assert (cfg.lr, cfg.batch_seconds, cfg.crop_seconds, cfg.gumbel_start) == (1e-3, 16.0, 4.0, 20.0)
+    assert (cfg.lr, cfg.batch_seconds, cfg.crop_seconds, cfg.gumbel_start) == (1e-3, 8.0, 2.0, 20.0)
     assert (model.num_negatives, model.num_codevectors_per_group, model.mask_time_length) == (20, 64, 5)
     assert seen["fine"] == finetune_settings("tiny")
     # flags override; a time budget alone drops the update budget

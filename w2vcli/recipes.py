@@ -36,10 +36,12 @@ QUANTIZER_FIELDS = frozenset({
 })
 
 PRETRAIN = {
+    # Batches of 8 s in 2 s crops: twice the updates a minute of 16 s / 4 s, which is what a short budget
+    # needs (8 minutes on one AVX2 core: 842 updates, 2.5x chance, against 331 updates, 1.9x).
     "tiny": {
         "model": {"num_negatives": 20, "num_codevectors_per_group": 64, "mask_time_prob": 0.3,
                   "mask_time_length": 5, "diversity_loss_weight": 0.5},
-        "train": {"max_updates": 10_000, "batch_seconds": 16.0, "crop_seconds": 4.0, "lr": 1e-3, "warmup": 0.05,
+        "train": {"max_updates": 10_000, "batch_seconds": 8.0, "crop_seconds": 2.0, "lr": 1e-3, "warmup": 0.05,
                   "gumbel_start": 20.0, "gumbel_end": 0.5, "gumbel_anneal": 0.4},
     },
     # The paper: 400k updates, peak lr 5e-4 (BASE) / 3e-4 (LARGE), warm-up 8%, crops of 250k samples,
