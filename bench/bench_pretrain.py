@@ -72,8 +72,10 @@ def timed(runs, device, dtypes: dict, warmup: int, steps: int) -> dict[str, floa
     """Median seconds per step of each (name, step, model, inputs), under autocast to dtypes[name]
     (None: off); steps alternate between the models so that load from other processes on a shared
     machine hits both alike."""
-    opts = {name: torch.optim.AdamW(model.parameters(), lr=1e-5, betas=(0.9, 0.98), eps=1e-6)
-            for name, _, model, _ in runs}
+    opts = {
+        name: torch.optim.AdamW(model.parameters(), lr=1e-5, betas=(0.9, 0.98), eps=1e-6)
+        for name, _, model, _ in runs
+    }
     times: dict[str, list[float]] = {name: [] for name, *_ in runs}
     for i in range(warmup + steps):
         for name, step, model, inputs in runs:
@@ -99,9 +101,16 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--amp", action="store_true", help="autocast for both models: bf16/fp16 on CUDA, bf16 on CPUs with AMX")
-    p.add_argument("--amp-ours", action="store_true",
-                   help="autocast ours only: `--amp` training against transformers' default fp32")
+    p.add_argument(
+        "--amp",
+        action="store_true",
+        help="autocast for both models: bf16/fp16 on CUDA, bf16 on CPUs with AMX",
+    )
+    p.add_argument(
+        "--amp-ours",
+        action="store_true",
+        help="autocast ours only: `--amp` training against transformers' default fp32",
+    )
     a = p.parse_args()
     device = torch.device(a.device)
     torch.manual_seed(0)
@@ -110,10 +119,12 @@ def main() -> None:
     dtype = amp_dtype(device, a.amp or a.amp_ours)
     dtypes = {"w2vcli": dtype, "transformers": None if a.amp_ours else dtype}
     audio = a.batch * a.seconds
-    print(f"{a.preset} (conv {config.conv_dim[0]}): {sum(p.numel() for p in ours.parameters()) / 1e6:.1f}M params, batch {a.batch} x "
-          f"{a.seconds:g} s, {int(inputs[1].sum())} masked frames, {device}, "
-          f"w2vcli {dtypes['w2vcli'] or 'fp32'}, transformers {dtypes['transformers'] or 'fp32'}, "
-          f"{torch.get_num_threads()} threads")
+    print(
+        f"{a.preset} (conv {config.conv_dim[0]}): {sum(p.numel() for p in ours.parameters()) / 1e6:.1f}M params, batch {a.batch} x "
+        f"{a.seconds:g} s, {int(inputs[1].sum())} masked frames, {device}, "
+        f"w2vcli {dtypes['w2vcli'] or 'fp32'}, transformers {dtypes['transformers'] or 'fp32'}, "
+        f"{torch.get_num_threads()} threads"
+    )
     runs = [("w2vcli", step_ours, ours, inputs), ("transformers", step_theirs, theirs, inputs)]
     results = {}
     for name, seconds in timed(runs, device, dtypes, a.warmup, a.steps).items():

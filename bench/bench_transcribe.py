@@ -190,7 +190,9 @@ def cmd_files(a, tmp: Path) -> None:
 
         runs[f"files, batch {b:g} s"] = files
     runs["one long file"] = lambda: list(transcribe(expand([joined]), loaded, TranscribeOptions()))
-    list(transcribe(expand(paths[:1]), loaded))  # one-time set-up (weights' spectrum, kernels) out of the timing
+    list(
+        transcribe(expand(paths[:1]), loaded)
+    )  # one-time set-up (weights' spectrum, kernels) out of the timing
     result = timed(runs, a.repeats, a.warmup)
     long = result["one long file"][0]
     for name, (wall, cpu) in result.items():

@@ -226,8 +226,13 @@ def synth_command(item: Item, wav: str) -> tuple[list[str], str | None]:
         # tempo follows item.pitch only.
         stretch = item.pitch / item.rate
         return [
-            "text2wave", "-eval", f"(voice_{name})", "-eval", f"(Parameter.set 'Duration_Stretch {stretch:.3f})",
-            "-o", wav,
+            "text2wave",
+            "-eval",
+            f"(voice_{name})",
+            "-eval",
+            f"(Parameter.set 'Duration_Stretch {stretch:.3f})",
+            "-o",
+            wav,
         ], item.text
     f0 = FLITE_F0[name] * item.pitch
     settings = f"--setf duration_stretch={1 / item.rate:.3f} --setf int_f0_target_mean={f0:.1f}".split()
@@ -391,14 +396,22 @@ FESTIVAL_ENGLISH = ("english", "us", "british", "uk")  # festival's language fol
 def espeak_accents() -> list[str]:
     """English espeak-ng voices, by language code (`gmw/` files: espeak-ng's own, no MBROLA)."""
     out = subprocess.run(["espeak-ng", "--voices=en"], capture_output=True, text=True, check=True).stdout
-    codes = [f[1] for f in (line.split() for line in out.splitlines()[1:]) if len(f) >= 5 and f[4].startswith("gmw/")]
+    codes = [
+        f[1]
+        for f in (line.split() for line in out.splitlines()[1:])
+        if len(f) >= 5 and f[4].startswith("gmw/")
+    ]
     return sorted(dict.fromkeys(codes))
 
 
 def espeak_variants() -> list[str]:
     """espeak-ng's voice variants, by file name (`!v/NAME` -> NAME)."""
     out = subprocess.run(["espeak-ng", "--voices=variant"], capture_output=True, text=True, check=True).stdout
-    names = [f[4][3:] for f in (line.split() for line in out.splitlines()[1:]) if len(f) >= 5 and f[4].startswith("!v/")]
+    names = [
+        f[4][3:]
+        for f in (line.split() for line in out.splitlines()[1:])
+        if len(f) >= 5 and f[4].startswith("!v/")
+    ]
     return sorted(dict.fromkeys(names))
 
 
@@ -412,7 +425,13 @@ def flite_voices() -> list[str]:
 def festival_voices(root: Path = FESTIVAL_VOICES) -> list[str]:
     if shutil.which("text2wave") is None:
         return []
-    return sorted(d.name for lang in FESTIVAL_ENGLISH if (root / lang).is_dir() for d in (root / lang).iterdir() if d.is_dir())
+    return sorted(
+        d.name
+        for lang in FESTIVAL_ENGLISH
+        if (root / lang).is_dir()
+        for d in (root / lang).iterdir()
+        if d.is_dir()
+    )
 
 
 def corpus_voices() -> dict[str, list[str]]:
@@ -490,7 +509,12 @@ def _existing_or_render(args: tuple[Item, Path]) -> tuple[Item, float]:
 
 
 def build_pretrain_corpus(
-    out: Path, hours: float, seed: int = 0, workers: int = 2, fortunes: Path = FORTUNES, mini: Path | None = None
+    out: Path,
+    hours: float,
+    seed: int = 0,
+    workers: int = 2,
+    fortunes: Path = FORTUNES,
+    mini: Path | None = None,
 ) -> list[tuple[Item, float]]:
     """Write HOURS of unlabelled speech into OUT/unlabelled; resumable (see the module docstring)."""
     voices = corpus_voices()
@@ -507,10 +531,14 @@ def build_pretrain_corpus(
         file=sys.stderr,
     )
     plan_file = out / "plan.txt"
-    plan = f"pretrain-corpus hours={hours} seed={seed}\n" + "".join(f"{v}\n" for vs in voices.values() for v in vs)
+    plan = f"pretrain-corpus hours={hours} seed={seed}\n" + "".join(
+        f"{v}\n" for vs in voices.values() for v in vs
+    )
     if out.exists() and any(out.iterdir()):
         if not plan_file.is_file() or plan_file.read_text(encoding="utf-8") != plan:
-            raise SystemExit(f"{out} holds something else than this plan: choose an empty or new --out folder")
+            raise SystemExit(
+                f"{out} holds something else than this plan: choose an empty or new --out folder"
+            )
     out.mkdir(parents=True, exist_ok=True)
     plan_file.write_text(plan, encoding="utf-8")
     stream = sentence_stream(sentences, seed)
@@ -522,14 +550,20 @@ def build_pretrain_corpus(
             target, total, n = share[engine] * hours * 3600, 0.0, 0
             while total < target:  # chunk by chunk, as build_split: what is written depends on the seed only
                 chunk = [(next(items), out) for _ in range(CHUNK * 4)]
-                results = pool.map(_existing_or_render, chunk) if pool else [_existing_or_render(a) for a in chunk]
+                results = (
+                    pool.map(_existing_or_render, chunk) if pool else [_existing_or_render(a) for a in chunk]
+                )
                 for item, seconds in results:
                     if total >= target:
                         (out / f"{item.path}.flac").unlink(missing_ok=True)
                         continue
                     rows.append((item, seconds))
                     total, n = total + seconds, n + 1
-                print(f"\r{engine:>10}: {n:5d} files, {total / 3600:5.2f} / {target / 3600:.2f} h", end="", file=sys.stderr)
+                print(
+                    f"\r{engine:>10}: {n:5d} files, {total / 3600:5.2f} / {target / 3600:.2f} h",
+                    end="",
+                    file=sys.stderr,
+                )
             print(file=sys.stderr)
     finally:
         if pool:
@@ -568,12 +602,16 @@ def main(argv: list[str] | None = None) -> None:
         "--fortunes", type=Path, default=FORTUNES, help=f"fortune files folder (default {FORTUNES})"
     )
     p.add_argument(
-        "--lm-text", type=Path, help="write OUT's text-only LM sentences (see lm_sentences) to this file and exit"
+        "--lm-text",
+        type=Path,
+        help="write OUT's text-only LM sentences (see lm_sentences) to this file and exit",
     )
     args = p.parse_args(argv)
     if args.pretrain_corpus:
         if args.out is None or args.voices or args.noise_dbfs is not None or args.lm_text:
-            raise SystemExit("--pretrain-corpus needs --out and takes none of --voices, --noise-dbfs, --lm-text")
+            raise SystemExit(
+                "--pretrain-corpus needs --out and takes none of --voices, --noise-dbfs, --lm-text"
+            )
         t0 = time.perf_counter()
         rows = build_pretrain_corpus(args.out, args.hours, args.seed, max(1, args.workers), args.fortunes)
         by_engine: dict[str, list[float]] = {}
@@ -581,18 +619,26 @@ def main(argv: list[str] | None = None) -> None:
             by_engine.setdefault(it.voice.partition(":")[0], []).append(sec)
         for engine, secs in by_engine.items():
             voices = len({it.voice for it, _ in rows if it.voice.startswith(engine + ":")})
-            print(f"{engine:>10}: {len(secs):5d} files, {sum(secs) / 3600:5.2f} h, {voices} voices", file=sys.stderr)
+            print(
+                f"{engine:>10}: {len(secs):5d} files, {sum(secs) / 3600:5.2f} h, {voices} voices",
+                file=sys.stderr,
+            )
         size = sum(f.stat().st_size for f in args.out.rglob("*") if f.is_file())
-        print(f"wrote {args.out}: {len(rows)} files, {sum(s for _, s in rows) / 3600:.2f} h ({size / 2**20:.0f} MiB) "
-              f"in {math.ceil(time.perf_counter() - t0)} s", file=sys.stderr)
+        print(
+            f"wrote {args.out}: {len(rows)} files, {sum(s for _, s in rows) / 3600:.2f} h ({size / 2**20:.0f} MiB) "
+            f"in {math.ceil(time.perf_counter() - t0)} s",
+            file=sys.stderr,
+        )
         return
     name = "large" if args.large else "mini"
     if args.lm_text:
         out = args.out or Path(__file__).resolve().parent / name
         sentences = lm_sentences(out, args.fortunes)
         args.lm_text.write_text("".join(s + "\n" for s in sentences), encoding="utf-8")
-        print(f"wrote {args.lm_text}: {len(sentences)} sentences not spoken in {out}'s unlabelled, dev or test audio",
-              file=sys.stderr)
+        print(
+            f"wrote {args.lm_text}: {len(sentences)} sentences not spoken in {out}'s unlabelled, dev or test audio",
+            file=sys.stderr,
+        )
         return
     preset = PRESETS[name]
     if args.voices:

@@ -16,7 +16,9 @@ from pathlib import Path
 
 def _metrics(run: Path) -> list[dict]:
     path = run / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    return (
+        [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    )
 
 
 def _elapsed(rows: list[dict]) -> list[tuple[dict, float]]:
@@ -44,9 +46,12 @@ def pretraining_summary(run: Path) -> dict | None:
     at10 = next((r for r, seconds in _elapsed(rows) if seconds >= 600), None)
     tail = rows[-5:]
     return {
-        "updates": rows[-1]["update"], "minutes": round(_minutes(rows), 1), "chance_accuracy": round(1 / (k + 1), 4),
+        "updates": rows[-1]["update"],
+        "minutes": round(_minutes(rows), 1),
+        "chance_accuracy": round(1 / (k + 1), 4),
         "chance_loss_nats": round(math.log(k + 1), 3),
-        "accuracy_first": rows[0]["accuracy"], "accuracy_at_10_min": (at10 or rows[-1])["accuracy"],
+        "accuracy_first": rows[0]["accuracy"],
+        "accuracy_at_10_min": (at10 or rows[-1])["accuracy"],
         "accuracy_end": round(sum(r["accuracy"] for r in tail) / len(tail), 4),
         "contrastive_end": round(sum(r["contrastive"] for r in tail) / len(tail), 3),
         "code_perplexity_end": rows[-1]["code_perplexity"],
@@ -58,19 +63,28 @@ def _score_summary(path: Path) -> dict:
     score = json.loads(path.read_text())
     summary = {"wer": round(score["wer"], 4), "cer": round(score["cer"], 4)}
     if score.get("groups"):
-        summary["by_group"] = {g["group"]: {"wer": round(g["wer"], 4), "cer": round(g["cer"], 4),
-                                            "utterances": g["sentences"]} for g in score["groups"]}
+        summary["by_group"] = {
+            g["group"]: {"wer": round(g["wer"], 4), "cer": round(g["cer"], 4), "utterances": g["sentences"]}
+            for g in score["groups"]
+        }
     return summary
 
 
 def arm_summary(out: Path, arm: str) -> dict:
     rows = _metrics(out / arm)
-    summary = {**_score_summary(out / f"{arm}-test-score.json"),
-               "updates": rows[-1]["update"] if rows else 0, "minutes": round(_minutes(rows), 1)}
+    summary = {
+        **_score_summary(out / f"{arm}-test-score.json"),
+        "updates": rows[-1]["update"] if rows else 0,
+        "minutes": round(_minutes(rows), 1),
+    }
     lm = out / f"{arm}-test-lm-score.json"
     if lm.exists():  # word-LM decoding with the setting chosen on the validation set
         choice = json.loads((out / f"{arm}-lm-choice.json").read_text())
-        summary["lm"] = {**_score_summary(lm), "decoding": choice["decoding"], "valid_cer": choice["valid_cer"]}
+        summary["lm"] = {
+            **_score_summary(lm),
+            "decoding": choice["decoding"],
+            "valid_cer": choice["valid_cer"],
+        }
     return summary
 
 
@@ -80,13 +94,18 @@ def _relative(p: dict, s: dict) -> float | None:
 
 def _by_engine(name: str, r: dict) -> None:
     if r.get("by_group"):
-        print(f"{name:>22} CER by engine: " + ", ".join(
-            f"{g} {v['cer']:.1%} ({v['utterances']} utts)" for g, v in r["by_group"].items()))
+        print(
+            f"{name:>22} CER by engine: "
+            + ", ".join(f"{g} {v['cer']:.1%} ({v['utterances']} utts)" for g, v in r["by_group"].items())
+        )
 
 
 def main(out: Path) -> None:
-    summary = {"pretraining": pretraining_summary(out / "pretrain"),
-               "pretrained": arm_summary(out, "finetune"), "scratch": arm_summary(out, "scratch")}
+    summary = {
+        "pretraining": pretraining_summary(out / "pretrain"),
+        "pretrained": arm_summary(out, "finetune"),
+        "scratch": arm_summary(out, "scratch"),
+    }
     p, s = summary["pretrained"], summary["scratch"]
     summary["relative_cer_reduction"] = _relative(p, s)
     if "lm" in p and "lm" in s:
@@ -94,9 +113,11 @@ def main(out: Path) -> None:
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if summary["pretraining"]:
         t = summary["pretraining"]
-        print(f"pretraining: {t['updates']} updates in {t['minutes']} min; masked-frame accuracy "
-              f"{t['accuracy_at_10_min']:.3f} after 10 min, {t['accuracy_end']:.3f} at the end "
-              f"(chance {t['chance_accuracy']:.3f})")
+        print(
+            f"pretraining: {t['updates']} updates in {t['minutes']} min; masked-frame accuracy "
+            f"{t['accuracy_at_10_min']:.3f} after 10 min, {t['accuracy_end']:.3f} at the end "
+            f"(chance {t['chance_accuracy']:.3f})"
+        )
     print(f"{'':>22} {'WER':>7} {'CER':>7} {'updates':>8} {'minutes':>8}")
     for name, r in (("pretrained + finetune", p), ("from scratch", s)):
         print(f"{name:>22} {r['wer']:7.1%} {r['cer']:7.1%} {r['updates']:8d} {r['minutes']:8.1f}")

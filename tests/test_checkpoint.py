@@ -22,16 +22,30 @@ transformers = pytest.importorskip("transformers")
 
 def small():
     return preset("tiny").replace(
-        conv_dim=(16,) * 7, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, codevector_dim=16, proj_codevector_dim=16,
-        num_codevectors_per_group=8, vocab_size=8,
+        conv_dim=(16,) * 7,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4,
+        codevector_dim=16,
+        proj_codevector_dim=16,
+        num_codevectors_per_group=8,
+        vocab_size=8,
     )
 
 
 def hf_ctc(tmp_path, **kwargs):
     cfg = transformers.Wav2Vec2Config(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=(16,) * 7,
-        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, vocab_size=8,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(16,) * 7,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4,
+        vocab_size=8,
     )
     torch.manual_seed(0)
     model = transformers.Wav2Vec2ForCTC(cfg).eval()
@@ -139,6 +153,7 @@ def test_convert_roundtrip_and_cli(tmp_path):
         assert torch.allclose(again(x).logits, hf(x).logits, atol=1e-5)
     bad = subprocess.run(cli + [str(tmp_path / "nope"), str(tmp_path / "x")], capture_output=True, text=True)
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "does not exist" in bad.stderr
-    bad = subprocess.run(cli + [str(tmp_path / "ours"), str(tmp_path / "x"), "--to", "onnx"],
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        cli + [str(tmp_path / "ours"), str(tmp_path / "x"), "--to", "onnx"], capture_output=True, text=True
+    )
     assert bad.returncode == 2 and "--to" in bad.stderr

@@ -224,7 +224,13 @@ def test_empty_references_do_not_crash(tmp_path):
 
 def _grouped_ref(tmp_path):
     """Ids of three speakers, 2 before 10, and one id of no speaker."""
-    rows = {"spk10-a": "one two", "spk2-a": "three four", "spk2-b": "five", "spk1-a": "six seven", "misc": "eight"}
+    rows = {
+        "spk10-a": "one two",
+        "spk2-a": "three four",
+        "spk2-b": "five",
+        "spk1-a": "six seven",
+        "misc": "eight",
+    }
     hyps = {"spk10-a": "one", "spk2-a": "three four", "spk2-b": "fife", "spk1-a": "six seven", "misc": ""}
     ref, hyp = tmp_path / "ref.tsv", tmp_path / "hyp.tsv"
     ref.write_text("".join(f"{k}\t{v}\n" for k, v in rows.items()), encoding="utf-8")
@@ -245,7 +251,9 @@ def test_by_breaks_rates_down_by_the_ids_capture_group(tmp_path):
         ids = members[g["group"]]
         assert g["sentences"] == len(ids)
         refs, hs = [rows[i] for i in ids], [hyps[i] for i in ids]
-        assert g["wer"] == pytest.approx(jiwer.wer(refs, hs)) and g["cer"] == pytest.approx(jiwer.cer(refs, hs))
+        assert g["wer"] == pytest.approx(jiwer.wer(refs, hs)) and g["cer"] == pytest.approx(
+            jiwer.cer(refs, hs)
+        )
     for key in ("ref_words", "substitutions", "deletions", "insertions", "char_deletions"):
         assert sum(g[key] for g in groups) == report["systems"][0][key]
     assert report["systems"][1]["groups"][0]["wer"] == 0.0  # the reference scored as a system
@@ -255,11 +263,16 @@ def test_by_breaks_rates_down_by_the_ids_capture_group(tmp_path):
 def test_by_without_a_capture_group_uses_the_whole_match(tmp_path):
     ref, hyp, _, _ = _grouped_ref(tmp_path)
     report = json.loads(_run(ref, hyp, "--by", r"spk\d", "--json", "-").stdout)
-    assert [(g["group"], g["sentences"]) for g in report["groups"]] == [("spk1", 2), ("spk2", 2), ("(other)", 1)]
+    assert [(g["group"], g["sentences"]) for g in report["groups"]] == [
+        ("spk1", 2),
+        ("spk2", 2),
+        ("(other)", 1),
+    ]
 
 
 @pytest.mark.parametrize(
-    "pattern, message, code", [("spk(", "is not a regular expression", 2), ("^nobody", "matches no utterance id", 1)]
+    "pattern, message, code",
+    [("spk(", "is not a regular expression", 2), ("^nobody", "matches no utterance id", 1)],
 )
 def test_by_errors_are_one_line(tmp_path, pattern, message, code):
     ref, hyp, _, _ = _grouped_ref(tmp_path)

@@ -31,17 +31,43 @@ def audio(tmp_path_factory):
 @pytest.mark.slow
 def test_pretrain_a_plain_folder_then_finetune_and_curves(audio, tmp_path):
     run = tmp_path / "pt"
-    r = runner.invoke(app, ["pretrain", str(audio), "--out", str(run), "--max-updates", "2", *FAST,
-                            "--gumbel-decay", "0.99", "--diversity-weight", "0.5"])
+    r = runner.invoke(
+        app,
+        [
+            "pretrain",
+            str(audio),
+            "--out",
+            str(run),
+            "--max-updates",
+            "2",
+            *FAST,
+            "--gumbel-decay",
+            "0.99",
+            "--diversity-weight",
+            "0.5",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert (run / "data" / "train.jsonl").is_file() and (run / "checkpoints" / "update-2").is_dir()
     settings = json.loads((run / "train.json").read_text())
     assert settings["train"]["crop_seconds"] == 0.5 and settings["train"]["gumbel_decay"] == 0.99
     assert settings["model"]["diversity_loss_weight"] == 0.5
     temperatures = [json.loads(x)["temperature"] for x in (run / "metrics.jsonl").read_text().splitlines()]
-    assert temperatures[-1] < 20.0 * 0.99 ** 0.5  # from the tiny recipe's start, at the rate asked for
-    both = runner.invoke(app, ["pretrain", str(audio), "--out", str(run), "--gumbel-decay", "0.99",
-                               "--gumbel-anneal", "0.5", *FAST])
+    assert temperatures[-1] < 20.0 * 0.99**0.5  # from the tiny recipe's start, at the rate asked for
+    both = runner.invoke(
+        app,
+        [
+            "pretrain",
+            str(audio),
+            "--out",
+            str(run),
+            "--gumbel-decay",
+            "0.99",
+            "--gumbel-anneal",
+            "0.5",
+            *FAST,
+        ],
+    )
     assert both.exit_code != 0 and "not both" in str(both.exception or both.output)
     again = runner.invoke(app, ["pretrain", str(audio), "--out", str(run), "--max-updates", "3", *FAST])
     assert again.exit_code == 0 and "resuming" in again.output
@@ -49,30 +75,72 @@ def test_pretrain_a_plain_folder_then_finetune_and_curves(audio, tmp_path):
 
     labelled = make_corpus(tmp_path / "lab", n=6, labelled=True, valid=2)
     ft = tmp_path / "ft"
-    r = runner.invoke(app, ["finetune", str(labelled), "--init", str(run), "--out", str(ft), "--max-updates", "2",
-                            "--valid-every", "2", "--lr", "1e-3", "--speed-perturb", "0.9,1.1", "--dropout", "0.2",
-                            "--layerdrop", "0.1", "--reinit-layers", "1", *FAST[:4]])
+    r = runner.invoke(
+        app,
+        [
+            "finetune",
+            str(labelled),
+            "--init",
+            str(run),
+            "--out",
+            str(ft),
+            "--max-updates",
+            "2",
+            "--valid-every",
+            "2",
+            "--lr",
+            "1e-3",
+            "--speed-perturb",
+            "0.9,1.1",
+            "--dropout",
+            "0.2",
+            "--layerdrop",
+            "0.1",
+            "--reinit-layers",
+            "1",
+            *FAST[:4],
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "valid WER" in r.output and load_checkpoint(ft / "best").vocab is not None
     settings = json.loads((ft / "train.json").read_text())
     assert settings["train"]["speed_perturb"] == [0.9, 1.1]
     assert settings["model"]["hidden_dropout"] == settings["model"]["attention_dropout"] == 0.2
     assert settings["model"]["layerdrop"] == 0.1 and settings["train"]["reinit_layers"] == 1
-    too_many = runner.invoke(app, ["finetune", str(labelled), "--init", str(run), "--out", str(tmp_path / "ft9"),
-                                   "--reinit-layers", "9", *FAST[:2]])
-    assert too_many.exit_code != 0 and "has 4 transformer layers" in str(too_many.exception or too_many.output)
+    too_many = runner.invoke(
+        app,
+        [
+            "finetune",
+            str(labelled),
+            "--init",
+            str(run),
+            "--out",
+            str(tmp_path / "ft9"),
+            "--reinit-layers",
+            "9",
+            *FAST[:2],
+        ],
+    )
+    assert too_many.exit_code != 0 and "has 4 transformer layers" in str(
+        too_many.exception or too_many.output
+    )
 
 
-@pytest.mark.parametrize(("flag", "value", "message"), [
-    ("--speed-perturb", "0.9,fast", "comma-separated numbers"),
-    ("--speed-perturb", "0.9,3", "between 0.5 and 2"),
-    ("--dropout", "1.5", "must lie in [0, 1)"),
-    ("--reinit-layers", "1", "needs a pretrained --init"),
-])
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--speed-perturb", "0.9,fast", "comma-separated numbers"),
+        ("--speed-perturb", "0.9,3", "between 0.5 and 2"),
+        ("--dropout", "1.5", "must lie in [0, 1)"),
+        ("--reinit-layers", "1", "needs a pretrained --init"),
+    ],
+)
 def test_bad_regularisation_flags_are_one_clear_line(audio, tmp_path, flag, value, message):
     labelled = make_corpus(tmp_path / "lab", n=2, labelled=True, valid=1)
-    r = runner.invoke(app, ["finetune", str(labelled), "--init", "none", "--out", str(tmp_path / "ft"),
-                            flag, value, *FAST[:2]])
+    r = runner.invoke(
+        app,
+        ["finetune", str(labelled), "--init", "none", "--out", str(tmp_path / "ft"), flag, value, *FAST[:2]],
+    )
     assert r.exit_code != 0 and message in str(r.exception or r.output)
     assert not (tmp_path / "ft" / "checkpoints").exists()
 
@@ -80,8 +148,9 @@ def test_bad_regularisation_flags_are_one_clear_line(audio, tmp_path, flag, valu
 def test_curves_draws_metrics(tmp_path):
     from w2vcli.cli.curves import curves
 
-    (tmp_path / "metrics.jsonl").write_text("".join(
-        json.dumps({"update": u, "loss": 5.0 - u / 10, "lr": 1e-4}) + "\n" for u in range(1, 30)))
+    (tmp_path / "metrics.jsonl").write_text(
+        "".join(json.dumps({"update": u, "loss": 5.0 - u / 10, "lr": 1e-4}) + "\n" for u in range(1, 30))
+    )
     import typer
 
     app2 = typer.Typer()
@@ -97,16 +166,42 @@ def test_unavailable_device_is_one_clear_line(audio, tmp_path):
 
     if torch.cuda.is_available():
         pytest.skip("CUDA is available here")
-    r = subprocess.run([sys.executable, "-m", "w2vcli", "pretrain", str(audio), "--out", str(tmp_path / "r"),
-                        "--device", "cuda"], capture_output=True, text=True)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "w2vcli",
+            "pretrain",
+            str(audio),
+            "--out",
+            str(tmp_path / "r"),
+            "--device",
+            "cuda",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 2 and "no CUDA GPU" in r.stderr and "Traceback" not in r.stderr
 
 
 @pytest.mark.slow
 def test_sigint_saves_a_checkpoint_and_exits_130(audio, tmp_path):
     run = tmp_path / "run"
-    cmd = [sys.executable, "-m", "w2vcli", "pretrain", str(audio), "--out", str(run), "--max-updates", "1000", *FAST]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "COLUMNS": "120"})
+    cmd = [
+        sys.executable,
+        "-m",
+        "w2vcli",
+        "pretrain",
+        str(audio),
+        "--out",
+        str(run),
+        "--max-updates",
+        "1000",
+        *FAST,
+    ]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "COLUMNS": "120"}
+    )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (run / "metrics.jsonl").is_file():
         time.sleep(0.2)

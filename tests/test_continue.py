@@ -61,7 +61,10 @@ def test_continue_from_our_checkpoint_starts_from_its_loss_and_resumes(corpus, t
     config = small_model(hidden_dropout=0.0, attention_dropout=0.0, feat_proj_dropout=0.0)
     start = save_checkpoint(sharpened(config), tmp_path / "start")
     wav = torch.from_numpy(sf.read(corpus / "u0.wav", dtype="float32")[0])[None, :16000]
-    loaded, fresh = fixed_loss(load_checkpoint(start).model, wav), fixed_loss(Wav2Vec2ForPreTraining(config), wav)
+    loaded, fresh = (
+        fixed_loss(load_checkpoint(start).model, wav),
+        fixed_loss(Wav2Vec2ForPreTraining(config), wav),
+    )
     cfg = small_train(max_updates=2, log_every=1, lr=1e-9, save_every=2)
     pretrain(corpus, tmp_path / "run", cfg, config, init=str(start))
     got = first_loss(tmp_path / "run")
@@ -69,30 +72,60 @@ def test_continue_from_our_checkpoint_starts_from_its_loss_and_resumes(corpus, t
     settings = json.loads((tmp_path / "run" / "train.json").read_text())
     assert settings["init"] == str(start) and settings["start"] == str(start)
     # an interrupted continued run resumes like any other (from its checkpoint, not from --init)
-    pretrain(corpus, tmp_path / "run", small_train(max_updates=4, log_every=1, lr=1e-9), config, init=str(start))
+    pretrain(
+        corpus, tmp_path / "run", small_train(max_updates=4, log_every=1, lr=1e-9), config, init=str(start)
+    )
     assert [r["update"] for r in read_metrics(tmp_path / "run" / "metrics.jsonl")] == [1, 2, 3, 4]
 
 
 @pytest.mark.parametrize("style", ["parametrizations", "weight_g"])
 def test_continue_from_a_hugging_face_pretraining_directory(corpus, tmp_path, style):
     hf_config = transformers.Wav2Vec2Config(
-        hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=(32,) * 7,
-        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, codevector_dim=32, proj_codevector_dim=16,
-        num_codevectors_per_group=16, num_negatives=10, feat_extract_norm="layer", do_stable_layer_norm=True,
-        conv_bias=True, hidden_dropout=0.0, attention_dropout=0.0, feat_proj_dropout=0.0)
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        conv_dim=(32,) * 7,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4,
+        codevector_dim=32,
+        proj_codevector_dim=16,
+        num_codevectors_per_group=16,
+        num_negatives=10,
+        feat_extract_norm="layer",
+        do_stable_layer_norm=True,
+        conv_bias=True,
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+        feat_proj_dropout=0.0,
+    )
     torch.manual_seed(0)
     hf = transformers.Wav2Vec2ForPreTraining(hf_config).eval()
     with torch.no_grad():
         hf.project_hid.weight.mul_(30)
     hf.save_pretrained(tmp_path / "hf")
     if style == "weight_g":  # older transformers files: the weight norm as weight_g / weight_v
-        state = {k.replace("parametrizations.weight.original0", "weight_g")
-                 .replace("parametrizations.weight.original1", "weight_v"): v.contiguous()
-                 for k, v in hf.state_dict().items()}
+        state = {
+            k.replace("parametrizations.weight.original0", "weight_g").replace(
+                "parametrizations.weight.original1", "weight_v"
+            ): v.contiguous()
+            for k, v in hf.state_dict().items()
+        }
         save_file(state, str(tmp_path / "hf" / "model.safetensors"))
-    recipe_cfg, objective = pretrain_settings("tiny", {"max_updates": 2, "log_every": 1, "lr": 1e-9,
-                                                       "batch_seconds": 3, "crop_seconds": 1, "device": "cpu"})
-    pretrain(corpus, tmp_path / "run", recipe_cfg, objective.replace(num_negatives=10), init=str(tmp_path / "hf"))
+    recipe_cfg, objective = pretrain_settings(
+        "tiny",
+        {
+            "max_updates": 2,
+            "log_every": 1,
+            "lr": 1e-9,
+            "batch_seconds": 3,
+            "crop_seconds": 1,
+            "device": "cpu",
+        },
+    )
+    pretrain(
+        corpus, tmp_path / "run", recipe_cfg, objective.replace(num_negatives=10), init=str(tmp_path / "hf")
+    )
     ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "update-2")
     assert ckpt.config.hidden_size == 32 and ckpt.config.num_codevectors_per_group == 16  # the model's own
     assert ckpt.config.mask_time_length == 5  # the objective: the recipe's
@@ -109,7 +142,9 @@ def test_continue_from_a_hugging_face_pretraining_directory(corpus, tmp_path, st
     negatives = sample_negative_indices(mask, 10, g)
     from w2vcli.model.wav2vec2 import normalize_waveform
 
-    hf_input = normalize_waveform(wav, torch.tensor([16000])) if ours.config.do_normalize else wav  # its extractor's job
+    hf_input = (
+        normalize_waveform(wav, torch.tensor([16000])) if ours.config.do_normalize else wav
+    )  # its extractor's job
     with torch.no_grad():
         out = ours(wav, mask, negatives)
         ref = again(hf_input, mask_time_indices=mask, sampled_negative_indices=negatives)
@@ -123,8 +158,14 @@ def test_continue_from_a_ctc_model_starts_a_fresh_quantizer(corpus, tmp_path):
     ctc = Wav2Vec2ForCTC(small_model(vocab_size=len(vocab)))
     start = save_checkpoint(ctc, tmp_path / "ctc", vocab)
     events = []
-    pretrain(corpus, tmp_path / "run", small_train(max_updates=1, lr=1e-9), small_model().replace(num_codevectors_per_group=8),
-             on_event=events.append, init=str(start))
+    pretrain(
+        corpus,
+        tmp_path / "run",
+        small_train(max_updates=1, lr=1e-9),
+        small_model().replace(num_codevectors_per_group=8),
+        on_event=events.append,
+        init=str(start),
+    )
     assert any("quantizer" in e.message and "fresh" in e.message for e in events if e.kind == "warning")
     ckpt = load_checkpoint(tmp_path / "run" / "checkpoints" / "update-1")
     assert ckpt.config.num_codevectors_per_group == 8  # the fresh quantizer is shaped by the recipe
@@ -136,19 +177,41 @@ def test_continue_from_a_ctc_model_starts_a_fresh_quantizer(corpus, tmp_path):
 def test_a_flag_that_contradicts_init_is_refused_before_anything_is_written(corpus, tmp_path):
     start = save_checkpoint(Wav2Vec2ForPreTraining(small_model()), tmp_path / "start")
     run = tmp_path / "run"
-    r = CliRunner().invoke(app, ["pretrain", str(corpus), "--init", str(start), "--out", str(run),
-                                 "--codebook-size", "32", "--device", "cpu"])
+    r = CliRunner().invoke(
+        app,
+        [
+            "pretrain",
+            str(corpus),
+            "--init",
+            str(start),
+            "--out",
+            str(run),
+            "--codebook-size",
+            "32",
+            "--device",
+            "cpu",
+        ],
+    )
     assert r.exit_code != 0 and "contradicts --init" in str(r.exception)
     assert not run.exists()
 
 
 # Schedules that follow a time budget.
 
+
 def test_a_time_budget_ends_with_the_schedule_complete(corpus, tmp_path):
     from w2vcli.schedule import lr_at
 
-    cfg = small_train(max_updates=None, max_minutes=0.1, log_every=1, save_every=1000, gumbel_start=4.0,
-                      gumbel_end=0.5, gumbel_anneal=0.5, warmup=0.1)
+    cfg = small_train(
+        max_updates=None,
+        max_minutes=0.1,
+        log_every=1,
+        save_every=1000,
+        gumbel_start=4.0,
+        gumbel_end=0.5,
+        gumbel_anneal=0.5,
+        warmup=0.1,
+    )
     result = pretrain(corpus, tmp_path / "run", cfg, small_model())
     assert result.stop_reason == "max_minutes"
     records = read_metrics(tmp_path / "run" / "metrics.jsonl")
@@ -156,7 +219,9 @@ def test_a_time_budget_ends_with_the_schedule_complete(corpus, tmp_path):
     # each update's lr is the schedule's at the progress the update began with (how far the clock had run),
     # so however slow the machine, the lr falls to 0 as the budget ends
     for before, record in zip(records, records[1:], strict=False):
-        assert record["lr"] == pytest.approx(lr_at(cfg, record["update"] - 1, before["progress"]), rel=0.02, abs=1e-6)  # both logged to 6 and 4 decimals
+        assert record["lr"] == pytest.approx(
+            lr_at(cfg, record["update"] - 1, before["progress"]), rel=0.02, abs=1e-6
+        )  # both logged to 6 and 4 decimals
     assert lr_at(cfg, records[-1]["update"], 1.0) == 0.0
     assert max(r["lr"] for r in records) > 0.5 * cfg.lr  # it did reach its peak on the way
     state = load_trainer_state(result.checkpoint)
@@ -182,7 +247,9 @@ def test_finetune_validation_and_freezing_follow_the_time_budget(tmp_path):
     from w2vcli.pipelines.finetune import FinetuneTask, finetune
 
     labelled = make_corpus(tmp_path / "lab", n=6, labelled=True, valid=2)
-    cfg = small_train(max_updates=None, max_minutes=0.08, valid_every=0.25, schedule="tri_stage", save_every=1000)
+    cfg = small_train(
+        max_updates=None, max_minutes=0.08, valid_every=0.25, schedule="tri_stage", save_every=1000
+    )
     finetune(labelled, tmp_path / "ft", cfg, "none", small_model())
     valid = [r for r in read_metrics(tmp_path / "ft" / "metrics.jsonl") if "valid_wer" in r]
     assert 3 <= len(valid) <= 5  # a quarter, a half, three quarters and the end, on any machine
@@ -196,17 +263,23 @@ def test_finetune_validation_and_freezing_follow_the_time_budget(tmp_path):
 
 # Recipes carried by the presets: the command and the library get the same values.
 
+
 def test_the_command_and_the_library_share_the_recipes(monkeypatch, tmp_path):
     import w2vcli.pipelines.finetune as ft
     import w2vcli.pipelines.pretrain as pt
 
     seen = {}
     monkeypatch.setattr(pt, "pretrain", lambda data, out, cfg, model, **kw: seen.update(pre=(cfg, model)))
-    monkeypatch.setattr(ft, "finetune", lambda data, out, cfg, init, model, overrides, **kw:
-                        seen.update(fine=(cfg, overrides)))
+    monkeypatch.setattr(
+        ft,
+        "finetune",
+        lambda data, out, cfg, init, model, overrides, **kw: seen.update(fine=(cfg, overrides)),
+    )
     runner = CliRunner()
-    for argv in (["pretrain", str(tmp_path), "--out", str(tmp_path / "r")],
-                 ["finetune", str(tmp_path), "--init", "none", "--out", str(tmp_path / "f")]):
+    for argv in (
+        ["pretrain", str(tmp_path), "--out", str(tmp_path / "r")],
+        ["finetune", str(tmp_path), "--init", "none", "--out", str(tmp_path / "f")],
+    ):
         runner.invoke(app, argv)
     cfg, model = pretrain_settings("tiny")
     assert seen["pre"] == (cfg, model)
@@ -231,6 +304,10 @@ def test_a_run_at_chance_after_a_quarter_of_its_budget_says_what_to_change():
     assert any("--preset tiny" in w for w in paper.check({**at_chance, "progress": 0.3}, 30))
     cfg, tiny = pretrain_settings("tiny")
     small = PretrainTask(tiny, cfg)
-    assert any("longer --max-minutes" in w for w in small.check({**at_chance, "accuracy": 0.05, "progress": 0.3}, 30))
-    assert pretraining_health({"accuracy": 0.12, "code_perplexity": 90}, tiny)["verdict"] == "learning"  # 2.5x
+    assert any(
+        "longer --max-minutes" in w for w in small.check({**at_chance, "accuracy": 0.05, "progress": 0.3}, 30)
+    )
+    assert (
+        pretraining_health({"accuracy": 0.12, "code_perplexity": 90}, tiny)["verdict"] == "learning"
+    )  # 2.5x
     assert pretraining_health({"accuracy": 0.12, "code_perplexity": 2.5}, tiny)["verdict"] == "collapsed"

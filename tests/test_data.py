@@ -301,7 +301,11 @@ def test_speed_perturbation_changes_tempo_and_pitch_together_and_keeps_labels():
     items = [Item("a", tone, SR, torch.tensor([3, 4]))]
     for factor in (0.9, 1.1):
         (out,) = perturb_speed(items, [factor])
-        assert abs(out.length - SR / factor) <= 2 and out.wav.shape == (out.length,) and out.wav.dtype == torch.float32
+        assert (
+            abs(out.length - SR / factor) <= 2
+            and out.wav.shape == (out.length,)
+            and out.wav.dtype == torch.float32
+        )
         assert abs(_peak_hz(out.wav) - 400 * factor) < 3  # pitch moves with the tempo
         assert torch.equal(out.labels, items[0].labels) and out.id == "a"
     (same,) = perturb_speed(items, [1.0])
@@ -321,8 +325,12 @@ def test_speed_perturbed_loader_draws_per_item_and_is_reproducible(corpus, vocab
     assert all(_same(a, b) for a, b in zip(batches, again, strict=True))
     crops = list(make_loader(utts, 0.5, crop_seconds=0.1, seed=3, speed_perturb=(0.9, 1.1)))
     assert all(b.waveforms.shape[1] <= 0.1 * SR for b in crops)
-    in_workers = list(make_loader(utts, 0.5, crop_seconds=0.1, seed=3, speed_perturb=(0.9, 1.1), num_workers=2))
-    assert all(_same(a, b) for a, b in zip(crops, in_workers, strict=True))  # drawn per batch, not per process
+    in_workers = list(
+        make_loader(utts, 0.5, crop_seconds=0.1, seed=3, speed_perturb=(0.9, 1.1), num_workers=2)
+    )
+    assert all(
+        _same(a, b) for a, b in zip(crops, in_workers, strict=True)
+    )  # drawn per batch, not per process
 
 
 def test_grid_lengths_are_whole_frames_within_ten_percent_and_few():

@@ -318,14 +318,19 @@ def test_lexicon_keeps_the_beam_to_known_words(tmp_path, arpa, style):
     lexicon = Lexicon.load(words)
     assert lexicon.words == {"the", "bad", "bat"} and "ba" in lexicon.prefixes
     # beam 1 with a lexicon is still a (constrained) search, not greedy
-    assert to_text(decode(lp, options=BeamOptions(beam=1, lexicon=lexicon), vocab=tokens), tokens) == "the bad"
+    assert (
+        to_text(decode(lp, options=BeamOptions(beam=1, lexicon=lexicon), vocab=tokens), tokens) == "the bad"
+    )
     with_lm = BeamOptions(beam=8, lexicon=Lexicon.load(arpa), lm=load_lm(arpa), lm_weight=1.0)
     assert to_text(decode(lp, options=with_lm, vocab=tokens), tokens) == "the bat"
     # a finished word must be a whole lexicon word, not a prefix of one ...
     small = ["<pad>", "|", "t", "h", "e"]
     ending = probs_emission([{c: 1.0} for c in "th"] + [{"e": 0.2, "_": 0.8}], small)
     assert to_text(decode(ending, options=BeamOptions(beam=8), vocab=small), small) == "th"
-    assert to_text(decode(ending, options=BeamOptions(beam=8, lexicon=Lexicon(["the"])), vocab=small), small) == "the"
+    assert (
+        to_text(decode(ending, options=BeamOptions(beam=8, lexicon=Lexicon(["the"])), vocab=small), small)
+        == "the"
+    )
     # ... and when no beam ends in one, the best stands as it is, with a finite score
     short = probs_emission([{c: 1.0} for c in "th"] + [{"_": 1.0}], small)
     hyp = decode(short, options=BeamOptions(beam=8, lexicon=Lexicon(["the"])), vocab=small)

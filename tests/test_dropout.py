@@ -54,7 +54,9 @@ def test_attention_without_dropout_is_sdpa_with_a_padding_mask():
     q, k, v = (torch.randn(2, 4, 30, 16) for _ in range(3))
     mask = torch.ones(2, 1, 1, 30, dtype=torch.bool)
     mask[1, ..., 22:] = False
-    torch.testing.assert_close(attention(q, k, v, mask, 0.0), F.scaled_dot_product_attention(q, k, v, attn_mask=mask))
+    torch.testing.assert_close(
+        attention(q, k, v, mask, 0.0), F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    )
 
 
 def test_attention_dropout_drops_weights_and_averages_to_sdpa():

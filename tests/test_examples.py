@@ -131,8 +131,13 @@ def test_lm_text_keeps_only_sentences_never_spoken_outside_the_labelled_split(tm
     fortunes, out = tmp_path / "fortunes", tmp_path / "set"
     fortunes.mkdir()
     out.mkdir()
-    sentences = ["Every cloud has a silver lining.", "Nothing ventured, nothing gained!", "Look before you leap.",
-                 "Haste makes waste.", "Time is money for us."]
+    sentences = [
+        "Every cloud has a silver lining.",
+        "Nothing ventured, nothing gained!",
+        "Look before you leap.",
+        "Haste makes waste.",
+        "Time is money for us.",
+    ]
     (fortunes / "wisdom").write_text("".join(f"{x}\n%\n" for x in sentences))
     (out / "metadata.tsv").write_text(
         "path\ttext\tsplit\tvoice\trate\tpitch\tseconds\n"
@@ -140,7 +145,10 @@ def test_lm_text_keeps_only_sentences_never_spoken_outside_the_labelled_split(tm
         "l/0.flac\tTime is money for us.\tlabelled\tespeak:en-us\t1\t1\t1.0\n"
         "t/0.flac\tLook before you leap.\ttest\tespeak:en-us\t1\t1\t1.0\n"
     )
-    assert make_data.lm_sentences(out, fortunes) == ["Nothing ventured, nothing gained!", "Time is money for us."]
+    assert make_data.lm_sentences(out, fortunes) == [
+        "Nothing ventured, nothing gained!",
+        "Time is money for us.",
+    ]
 
 
 def test_plan_is_deterministic_and_voices_take_turns():
@@ -230,15 +238,22 @@ def test_experiment_summary_reports_both_arms_and_the_rates_per_engine(tmp_path,
     and each run's metrics.jsonl."""
     import json
 
-    spec = importlib.util.spec_from_file_location("summarize_experiment", ROOT / "examples" / "summarize_experiment.py")
+    spec = importlib.util.spec_from_file_location(
+        "summarize_experiment", ROOT / "examples" / "summarize_experiment.py"
+    )
     summarize = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(summarize)
     for arm, cer in (("finetune", 0.3), ("scratch", 0.4)):
         (tmp_path / arm).mkdir()
-        rows = [{"update": 100, "loss": 2.0, "updates_per_s": 2.0}, {"update": 400, "loss": 1.0, "updates_per_s": 1.0}]
+        rows = [
+            {"update": 100, "loss": 2.0, "updates_per_s": 2.0},
+            {"update": 400, "loss": 1.0, "updates_per_s": 1.0},
+        ]
         (tmp_path / arm / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-        groups = [{"group": "espeak", "sentences": 7, "wer": 0.5, "cer": cer - 0.1},
-                  {"group": "flite", "sentences": 3, "wer": 0.9, "cer": cer + 0.2}]
+        groups = [
+            {"group": "espeak", "sentences": 7, "wer": 0.5, "cer": cer - 0.1},
+            {"group": "flite", "sentences": 3, "wer": 0.9, "cer": cer + 0.2},
+        ]
         score = {"wer": 0.6, "cer": cer, "groups": groups}
         (tmp_path / f"{arm}-test-score.json").write_text(json.dumps(score))
     summarize.main(tmp_path)

@@ -31,15 +31,24 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def w2v(*args, cwd=None, stdin=None, timeout=180):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT), "COLUMNS": "150"}
-    return subprocess.run([sys.executable, "-m", "w2vcli", *map(str, args)], capture_output=True, text=True,
-                          cwd=cwd, input=stdin, env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "w2vcli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        input=stdin,
+        env=env,
+        timeout=timeout,
+    )
 
 
 def tone(path: Path, seconds: float = 1.0, freq: float = 300.0) -> Path:
     t = np.arange(int(16000 * seconds)) / 16000
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "wb") as f:  # through a handle: libsndfile takes UTF-8 names only
-        sf.write(f, (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), 16000, format=path.suffix[1:].upper())
+        sf.write(
+            f, (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), 16000, format=path.suffix[1:].upper()
+        )
     return path
 
 
@@ -47,10 +56,13 @@ def tone(path: Path, seconds: float = 1.0, freq: float = 300.0) -> Path:
 def model(tmp_path_factory) -> Path:
     torch.manual_seed(0)
     vocab = Vocabulary.from_texts(WORDS)
-    return save_checkpoint(Wav2Vec2ForCTC(small_model(vocab_size=len(vocab))), tmp_path_factory.mktemp("m") / "m", vocab)
+    return save_checkpoint(
+        Wav2Vec2ForCTC(small_model(vocab_size=len(vocab))), tmp_path_factory.mktemp("m") / "m", vocab
+    )
 
 
 # 1. Outputs stay inside the output folder and never replace a file w2v did not write.
+
 
 def test_transcribe_never_replaces_reference_transcripts(model, tmp_path):
     corpus = tmp_path / "corpus"
@@ -98,7 +110,9 @@ def test_prep_maps_outside_inputs_inside_out(tmp_path):
     odd = tone(tmp_path / "odd" / "x.wav")
     work = tmp_path / "a" / "b"
     work.mkdir(parents=True)
-    r = w2v("prep", os.path.relpath(odd, work), "--out", "o", "--valid-percent", "0", "--unlabelled", cwd=work)
+    r = w2v(
+        "prep", os.path.relpath(odd, work), "--out", "o", "--valid-percent", "0", "--unlabelled", cwd=work
+    )
     assert r.returncode == 0, r.stderr
     audio = [json.loads(line)["audio"] for line in (work / "o" / "train.jsonl").read_text().splitlines()]
     assert audio and all(".." not in a for a in audio)
@@ -122,6 +136,7 @@ def test_prep_refuses_an_out_folder_it_does_not_own(tmp_path, case):
 
 # 2. convert never deletes what is not a model.
 
+
 def test_convert_keeps_other_files_in_dst(model, tmp_path):
     dst = tmp_path / "dst"
     (dst / "sub").mkdir(parents=True)
@@ -140,6 +155,7 @@ def test_convert_keeps_other_files_in_dst(model, tmp_path):
 
 
 # 3. transcribe reports every input.
+
 
 def test_transcribe_turns_reader_errors_into_records(model, tmp_path):
     (tmp_path / "x.raw").write_bytes(os.urandom(3200))
@@ -165,13 +181,22 @@ def test_transcribe_reads_non_utf8_file_names(model, tmp_path):
 
 # 4. One process per run folder.
 
+
 def test_a_second_process_on_a_busy_run_is_refused_and_a_killed_owner_frees_it(tmp_path):
     from w2vcli.rundir import RunDir
 
     run = tmp_path / "run"
-    holder = subprocess.Popen([sys.executable, "-c", f"from w2vcli.rundir import RunDir; import time; "
-                               f"RunDir({str(run)!r}).lock(); print('locked', flush=True); time.sleep(120)"],
-                              stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            f"from w2vcli.rundir import RunDir; import time; "
+            f"RunDir({str(run)!r}).lock(); print('locked', flush=True); time.sleep(120)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         with pytest.raises(UsageError, match=f"pid {holder.pid}"):
@@ -196,10 +221,30 @@ def test_lock_refusal_under_torchrun_is_one_line(tmp_path):
     run.lock()
     try:
         audio = make_corpus(tmp_path / "audio", n=4)
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "w2vcli", "pretrain",
-               str(audio), "--out", str(run.path), "--max-updates", "1", "--device", "cpu"]
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=180,
-                           env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"})
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "-m",
+            "w2vcli",
+            "pretrain",
+            str(audio),
+            "--out",
+            str(run.path),
+            "--max-updates",
+            "1",
+            "--device",
+            "cpu",
+        ]
+        r = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            env={**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"},
+        )
     finally:
         run.unlock()
     assert r.returncode != 0
@@ -208,15 +253,19 @@ def test_lock_refusal_under_torchrun_is_one_line(tmp_path):
 
 # 5, 6. Models are checked before anything is allocated.
 
-@pytest.mark.parametrize(("changes", "message"), [
-    ({"num_hidden_layers": 1_000_000}, "GiB"),
-    ({"hidden_size": 1e9}, "hidden_size must be an integer"),
-    ({"conv_stride": [5, 0, 2]}, "conv_stride"),
-    ({"conv_kernel": ["3"] * 7}, "conv_kernel must be a list of integers"),
-    ({"num_attention_heads": 0}, "num_attention_heads must be at least 1"),
-    ({"do_normalize": "yes"}, "do_normalize must be true or false"),
-    ({"layer_norm_eps": float("nan")}, "finite"),
-])
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"num_hidden_layers": 1_000_000}, "GiB"),
+        ({"hidden_size": 1e9}, "hidden_size must be an integer"),
+        ({"conv_stride": [5, 0, 2]}, "conv_stride"),
+        ({"conv_kernel": ["3"] * 7}, "conv_kernel must be a list of integers"),
+        ({"num_attention_heads": 0}, "num_attention_heads must be at least 1"),
+        ({"do_normalize": "yes"}, "do_normalize must be true or false"),
+        ({"layer_norm_eps": float("nan")}, "finite"),
+    ],
+)
 def test_absurd_configs_fail_in_one_line_before_allocating(model, tmp_path, changes, message):
     config = json.loads((model / "config.json").read_text())
     for key, value in changes.items():
@@ -236,8 +285,10 @@ def test_parameter_count_matches_the_built_model():
     from w2vcli.model import Wav2Vec2ForPreTraining
 
     for config in (preset("tiny"), small_model()):
-        built = max(sum(p.numel() for p in head(config).parameters())
-                    for head in (Wav2Vec2ForPreTraining, Wav2Vec2ForCTC))
+        built = max(
+            sum(p.numel() for p in head(config).parameters())
+            for head in (Wav2Vec2ForPreTraining, Wav2Vec2ForCTC)
+        )
         # an upper bound (both heads counted), close: measured 0.2% over (tiny), 2.5% (the small test model)
         assert built <= config.parameter_count() <= 1.03 * built
 
@@ -254,15 +305,18 @@ def test_a_vocabulary_of_another_size_than_the_head_is_refused_on_load(model, tm
     assert r.returncode == 1 and "the CTC head outputs" in r.stderr and "Traceback" not in r.stderr
 
 
-@pytest.mark.parametrize(("name", "content", "message"), [
-    ("model.safetensors", b"", "not a readable safetensors"),
-    ("model.safetensors", b"\x10\x00\x00\x00\x00\x00\x00\x00{", "not a readable safetensors"),
-    ("config.json", b"{not json", "cannot read"),
-    ("config.json", b"[1, 2]", "expected a JSON object"),
-    ("vocab.json", b"{not json", "cannot read vocabulary"),
-    ("vocab.json", b'["a", "b"]', "expected a JSON object"),
-    ("vocab.json", b'{"<pad>": true}', "ids must be"),
-])
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("model.safetensors", b"", "not a readable safetensors"),
+        ("model.safetensors", b"\x10\x00\x00\x00\x00\x00\x00\x00{", "not a readable safetensors"),
+        ("config.json", b"{not json", "cannot read"),
+        ("config.json", b"[1, 2]", "expected a JSON object"),
+        ("vocab.json", b"{not json", "cannot read vocabulary"),
+        ("vocab.json", b'["a", "b"]', "expected a JSON object"),
+        ("vocab.json", b'{"<pad>": true}', "ids must be"),
+    ],
+)
 def test_damaged_model_files_are_one_clear_line(model, tmp_path, name, content, message):
     bad = tmp_path / "bad"
     bad.mkdir()
@@ -301,10 +355,31 @@ def test_a_shard_index_cannot_point_outside_the_model(tmp_path, shard):
 
 # 7, 8. A run killed with -9 resumes with a clean log and a clean checkpoints folder.
 
+
 def _pretrain(audio: Path, run: Path, updates: int) -> list[str]:
-    return [sys.executable, "-m", "w2vcli", "pretrain", str(audio), "--out", str(run), "--max-updates", str(updates),
-            "--device", "cpu", "--batch-seconds", "2", "--crop-seconds", "0.5", "--log-every", "1",
-            "--save-every", "4", "--gumbel-anneal", "0.5"]
+    return [
+        sys.executable,
+        "-m",
+        "w2vcli",
+        "pretrain",
+        str(audio),
+        "--out",
+        str(run),
+        "--max-updates",
+        str(updates),
+        "--device",
+        "cpu",
+        "--batch-seconds",
+        "2",
+        "--crop-seconds",
+        "0.5",
+        "--log-every",
+        "1",
+        "--save-every",
+        "4",
+        "--gumbel-anneal",
+        "0.5",
+    ]
 
 
 def _kill_when(cmd: list[str], ready, timeout: float = 120) -> bool:
@@ -334,8 +409,12 @@ def _losses(run: Path) -> dict[int, float]:
 def test_kill_9_before_the_first_checkpoint_and_during_one(tmp_path):
     audio = make_corpus(tmp_path / "audio", n=4)
     reference = tmp_path / "reference"
-    assert subprocess.run(_pretrain(audio, reference, 10), capture_output=True,
-                          env={**os.environ, "PYTHONPATH": str(ROOT)}).returncode == 0
+    assert (
+        subprocess.run(
+            _pretrain(audio, reference, 10), capture_output=True, env={**os.environ, "PYTHONPATH": str(ROOT)}
+        ).returncode
+        == 0
+    )
     run = tmp_path / "run"
     metrics, ckpts = run / "metrics.jsonl", run / "checkpoints"
 
@@ -345,8 +424,13 @@ def test_kill_9_before_the_first_checkpoint_and_during_one(tmp_path):
     # before the first checkpoint: two lines logged, nothing saved
     assert _kill_when(_pretrain(audio, run, 10), lambda: logged(2) and not ckpts.exists())
     # while a checkpoint is being written (a hidden partial directory exists)
-    _kill_when(_pretrain(audio, run, 10), lambda: (run / "last").exists() or (
-        ckpts.is_dir() and any(p.name.startswith(".") for p in ckpts.iterdir())))
+    _kill_when(
+        _pretrain(audio, run, 10),
+        lambda: (
+            (run / "last").exists()
+            or (ckpts.is_dir() and any(p.name.startswith(".") for p in ckpts.iterdir()))
+        ),
+    )
     # what a kill mid-write leaves, whether or not the kill above landed inside the write
     ckpts.mkdir(parents=True, exist_ok=True)
     (ckpts / ".update-8.partial").mkdir(exist_ok=True)
@@ -354,8 +438,12 @@ def test_kill_9_before_the_first_checkpoint_and_during_one(tmp_path):
     (ckpts / "..update-8.partial.tmp-99999").mkdir(exist_ok=True)
     (run / ".best.old-99999").mkdir(exist_ok=True)
 
-    r = subprocess.run(_pretrain(audio, run, 10), capture_output=True, text=True,
-                       env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "150"})
+    r = subprocess.run(
+        _pretrain(audio, run, 10),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "150"},
+    )
     assert r.returncode == 0, r.stderr
     assert "half-written" in r.stderr
     assert sorted(p.name for p in ckpts.iterdir()) == ["update-10", "update-8"]
@@ -367,6 +455,7 @@ def test_kill_9_before_the_first_checkpoint_and_during_one(tmp_path):
 
 
 # The smaller ones.
+
 
 def test_a_full_disk_is_one_line_and_exit_1(monkeypatch, capsys):
     import w2vcli.cli as cli
@@ -397,8 +486,16 @@ def test_lm_writes_into_a_missing_folder(tmp_path):
 
 def test_prep_reports_a_missing_stdin_path_and_carries_on(tmp_path):
     good = tone(tmp_path / "src" / "a.wav")
-    r = w2v("prep", "-", "--out", tmp_path / "out", "--unlabelled", "--valid-percent", "0",
-            stdin=f"{good}\n{tmp_path / 'gone.wav'}\n")
+    r = w2v(
+        "prep",
+        "-",
+        "--out",
+        tmp_path / "out",
+        "--unlabelled",
+        "--valid-percent",
+        "0",
+        stdin=f"{good}\n{tmp_path / 'gone.wav'}\n",
+    )
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert len((tmp_path / "out" / "train.jsonl").read_text().splitlines()) == 1
     rejected = [json.loads(line) for line in (tmp_path / "out" / "rejected.jsonl").read_text().splitlines()]

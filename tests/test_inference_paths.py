@@ -115,7 +115,11 @@ def test_training_group_norm_backward_equals_torch_and_the_numerical_gradient():
         block.zero_grad()
         with torch.autocast("cpu", torch.bfloat16):
             h = block._conv_mono(wav[:, 0, 0])
-            y = _ChannelNorm.apply(h, block.layer_norm.weight, block.layer_norm.bias, 1e-5) if fast else block.layer_norm(h)
+            y = (
+                _ChannelNorm.apply(h, block.layer_norm.weight, block.layer_norm.bias, 1e-5)
+                if fast
+                else block.layer_norm(h)
+            )
         assert y.dtype == torch.bfloat16
         (y * torch.linspace(-1, 1, y.shape[-1])).sum().backward()
         grads.append([p.grad.clone() for p in block.parameters()])

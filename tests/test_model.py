@@ -17,9 +17,19 @@ from w2vcli.model.quantizer import GumbelVectorQuantizer, gumbel_temperature, pe
 
 def small(**changes) -> ModelConfig:
     return preset("tiny").replace(
-        conv_dim=(32,) * 7, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, codevector_dim=16, proj_codevector_dim=16,
-        num_codevectors_per_group=8, num_negatives=10, vocab_size=10, **changes,
+        conv_dim=(32,) * 7,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4,
+        codevector_dim=16,
+        proj_codevector_dim=16,
+        num_codevectors_per_group=8,
+        num_negatives=10,
+        vocab_size=10,
+        **changes,
     )
 
 
@@ -129,8 +139,9 @@ def test_feature_grad_mult_scales_encoder_gradient():
     grads = {}
     for mult in (1.0, 0.1):
         torch.manual_seed(0)
-        model = Wav2Vec2ForCTC(small(feature_grad_mult=mult, hidden_dropout=0.0, attention_dropout=0.0,
-                                     feat_proj_dropout=0.0)).train()
+        model = Wav2Vec2ForCTC(
+            small(feature_grad_mult=mult, hidden_dropout=0.0, attention_dropout=0.0, feat_proj_dropout=0.0)
+        ).train()
         logits, _, _ = model(torch.randn(1, 8000, generator=torch.Generator().manual_seed(0)))
         logits.sum().backward()
         grads[mult] = model.wav2vec2.feature_extractor.conv_layers[0].conv.weight.grad.clone()

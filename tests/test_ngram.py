@@ -8,10 +8,21 @@ from w2vcli.errors import W2VError
 from w2vcli.lm import ArpaLM
 from w2vcli.ngram import discounts, estimate, write_arpa
 
-TEXT = [s.split() for s in (
-    "the cat sat on the mat", "the dog sat on the log", "a cat and a dog", "the cat ran",
-    "on the mat the cat sat", "a log", "the the the", "dog", "cat sat", "the mat",
-)]
+TEXT = [
+    s.split()
+    for s in (
+        "the cat sat on the mat",
+        "the dog sat on the log",
+        "a cat and a dog",
+        "the cat ran",
+        "on the mat the cat sat",
+        "a log",
+        "the the the",
+        "dog",
+        "cat sat",
+        "the mat",
+    )
+]
 
 
 @pytest.mark.parametrize("order", [1, 2, 3, 4])
@@ -20,8 +31,15 @@ def test_every_context_sums_to_one_over_the_vocabulary_and_unk(order, tmp_path):
     lm = ArpaLM.load(tmp_path / "lm.arpa")
     assert lm.order == order
     words = sorted({w for s in TEXT for w in s} | {"</s>", "<unk>"})
-    for context in [("<s>",), ("<s>", "the"), ("the", "cat"), ("sat", "on", "the"), ("zebra",), ("the", "zebra")]:
-        context = context[-(order - 1):] if order > 1 else ()
+    for context in [
+        ("<s>",),
+        ("<s>", "the"),
+        ("the", "cat"),
+        ("sat", "on", "the"),
+        ("zebra",),
+        ("the", "zebra"),
+    ]:
+        context = context[-(order - 1) :] if order > 1 else ()
         total = sum(10 ** lm.log10_prob(context, w) for w in words)
         assert math.isclose(total, 1.0, rel_tol=1e-4), (context, total)
 
@@ -31,7 +49,9 @@ def test_seen_continuations_beat_unseen_and_kneser_ney_discounts_words_with_one_
     lm = ArpaLM.load(tmp_path / "lm.arpa")
     assert lm.log10_prob(("sat", "on"), "the") > lm.log10_prob(("sat", "on"), "dog")
     assert lm.log10_prob(("<s>",), "the") > lm.log10_prob(("<s>",), "sat")
-    assert lm.log10_prob(("the",), "zebra") == lm.log10_prob(("the",), "<unk>") < lm.log10_prob(("the",), "cat")
+    assert (
+        lm.log10_prob(("the",), "zebra") == lm.log10_prob(("the",), "<unk>") < lm.log10_prob(("the",), "cat")
+    )
     assert lm.probs[("<s>",)][0] == -99.0
 
 
@@ -53,12 +73,27 @@ def test_cli_builds_from_text_manifests_and_stdin_leaving_out_excluded_sentences
     from w2vcli.cli import app
 
     (tmp_path / "a.txt").write_text("The cat sat.\n\nThe dog ran!\n", encoding="utf-8")
-    rows = [{"id": "x", "audio": "x.wav", "duration": 1.0, "text": "A cat ran"},
-            {"id": "y", "audio": "y.wav", "duration": 1.0, "text": "The dog ran"}]
+    rows = [
+        {"id": "x", "audio": "x.wav", "duration": 1.0, "text": "A cat ran"},
+        {"id": "y", "audio": "y.wav", "duration": 1.0, "text": "The dog ran"},
+    ]
     (tmp_path / "test.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     out = tmp_path / "lm.arpa"
-    r = CliRunner().invoke(app, ["lm", str(tmp_path / "a.txt"), "-", "--out", str(out), "--order", "2",
-                                 "--exclude", str(tmp_path / "test.jsonl")], input="a BIRD sang\n")
+    r = CliRunner().invoke(
+        app,
+        [
+            "lm",
+            str(tmp_path / "a.txt"),
+            "-",
+            "--out",
+            str(out),
+            "--order",
+            "2",
+            "--exclude",
+            str(tmp_path / "test.jsonl"),
+        ],
+        input="a BIRD sang\n",
+    )
     assert r.exit_code == 0, r.output
     assert "2 sentences (1 excluded), 6 words" in " ".join(r.output.split())
     lm = ArpaLM.load(out)

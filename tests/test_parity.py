@@ -20,9 +20,18 @@ from w2vcli.masking import compute_mask_indices, sample_negative_indices  # noqa
 
 TOL = 1e-4
 TINY_HF = dict(
-    hidden_size=64, num_hidden_layers=3, num_attention_heads=4, intermediate_size=128, conv_dim=(32,) * 7,
-    num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, vocab_size=12, codevector_dim=32,
-    proj_codevector_dim=24, num_codevectors_per_group=16, num_negatives=20,
+    hidden_size=64,
+    num_hidden_layers=3,
+    num_attention_heads=4,
+    intermediate_size=128,
+    conv_dim=(32,) * 7,
+    num_conv_pos_embeddings=16,
+    num_conv_pos_embedding_groups=4,
+    vocab_size=12,
+    codevector_dim=32,
+    proj_codevector_dim=24,
+    num_codevectors_per_group=16,
+    num_negatives=20,
 )
 
 
@@ -30,8 +39,12 @@ def hf_config(name: str, head: str = "ctc", **overrides) -> Wav2Vec2Config:
     """transformers config of one of our presets ("tiny-group"/"tiny-layer" are small test models)."""
     if name.startswith("tiny-"):
         layer = name == "tiny-layer"
-        fields = dict(TINY_HF, feat_extract_norm="layer" if layer else "group", do_stable_layer_norm=layer,
-                      conv_bias=layer)
+        fields = dict(
+            TINY_HF,
+            feat_extract_norm="layer" if layer else "group",
+            do_stable_layer_norm=layer,
+            conv_bias=layer,
+        )
     else:
         fields = config_to_hf(preset(name).replace(vocab_size=32), head)
     return Wav2Vec2Config(**{**fields, **overrides})
@@ -40,8 +53,12 @@ def hf_config(name: str, head: str = "ctc", **overrides) -> Wav2Vec2Config:
 def audio(lengths: list[int], seed: int = 0) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     t = [np.arange(n) / 16000 for n in lengths]
-    return [(0.3 * np.sin(2 * np.pi * rng.uniform(100, 400) * x) + 0.05 * rng.standard_normal(len(x)))
-            .astype(np.float32) for x in t]
+    return [
+        (0.3 * np.sin(2 * np.pi * rng.uniform(100, 400) * x) + 0.05 * rng.standard_normal(len(x))).astype(
+            np.float32
+        )
+        for x in t
+    ]
 
 
 def batch(waves: list[np.ndarray], normalize: bool):
@@ -63,8 +80,11 @@ def ours_from(hf_model, config: Wav2Vec2Config, normalize: bool):
 def compare_ctc(hf_model, ours, waves, normalize, padded):
     wav, lengths, hf_in = batch(waves, normalize)
     with torch.no_grad():
-        ref = hf_model(hf_in.input_values, attention_mask=hf_in.attention_mask if padded else None,
-                       output_hidden_states=True)
+        ref = hf_model(
+            hf_in.input_values,
+            attention_mask=hf_in.attention_mask if padded else None,
+            output_hidden_states=True,
+        )
         feats = hf_model.wav2vec2.feature_extractor(hf_in.input_values)
         logits, frame_lengths, out = ours(wav, lengths if padded else None, output_hidden_states=True)
         our_feats = ours.wav2vec2.feature_extractor(hf_in.input_values)  # same input: isolates the CNN

@@ -30,18 +30,30 @@ def weights(ckpt) -> dict[str, torch.Tensor]:
 
 def test_run_writes_checkpoints_metrics_and_settings(corpus, tmp_path):
     events = []
-    result = pretrain(corpus, tmp_path / "run", small_train(save_every=2, keep=2), small_model(),
-                      on_event=events.append)
+    result = pretrain(
+        corpus, tmp_path / "run", small_train(save_every=2, keep=2), small_model(), on_event=events.append
+    )
     run = RunDir(tmp_path / "run")
     assert result.update == 6 and result.stop_reason == "max_updates"
     assert [u for u, _ in run.updates()] == [4, 6]  # keep=2
     assert json.loads(run.last_file.read_text()) == {"checkpoint": "checkpoints/update-6", "update": 6}
     state = load_trainer_state(run.latest())  # weights_only=True
-    assert state["update"] == 6 and state["data"]["position"] + state["data"]["epoch"] * state["data"]["batches"] == 6
+    assert (
+        state["update"] == 6
+        and state["data"]["position"] + state["data"]["epoch"] * state["data"]["batches"] == 6
+    )
     records = [json.loads(line) for line in run.metrics.read_text().splitlines()]
     assert [r["update"] for r in records] == [2, 4, 6]
-    for key in ("loss", "accuracy", "prob_perplexity", "code_perplexity", "diversity", "temperature", "lr",
-                "audio_seconds_per_s"):
+    for key in (
+        "loss",
+        "accuracy",
+        "prob_perplexity",
+        "code_perplexity",
+        "diversity",
+        "temperature",
+        "lr",
+        "audio_seconds_per_s",
+    ):
         assert all(key in r for r in records)
     assert json.loads(run.settings.read_text())["train"]["max_updates"] == 6
     assert {e.kind for e in events} >= {"start", "log", "checkpoint", "done"}
@@ -105,8 +117,13 @@ def test_non_finite_loss_skips_the_step(corpus, tmp_path, monkeypatch):
     def watch(event):
         events.append(event)
 
-    result = pretrain(corpus, tmp_path / "run", small_train(max_updates=4, save_every=1, keep=10), small_model(),
-                      on_event=watch)
+    result = pretrain(
+        corpus,
+        tmp_path / "run",
+        small_train(max_updates=4, save_every=1, keep=10),
+        small_model(),
+        on_event=watch,
+    )
     run = RunDir(tmp_path / "run")
     for u, d in run.updates():
         snapshots[u] = weights(d)
@@ -125,8 +142,9 @@ def _free_port() -> int:
 
 
 def _ddp_rank(rank: int, port: int, corpus, out) -> None:
-    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
-                      MASTER_PORT=str(port))
+    os.environ.update(
+        RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
     torch.set_num_threads(1)
     pretrain(corpus, out, small_train(max_updates=2), small_model())
 
@@ -135,7 +153,9 @@ def _ddp_rank(rank: int, port: int, corpus, out) -> None:
 def test_two_process_ddp_equals_one_process_over_the_global_batch(corpus, tmp_path):
     torch.set_num_threads(1)
     one = pretrain(corpus, tmp_path / "one", small_train(max_updates=2, accumulate=2), small_model())
-    mp.start_processes(_ddp_rank, args=(_free_port(), corpus, tmp_path / "ddp"), nprocs=2, start_method="spawn")
+    mp.start_processes(
+        _ddp_rank, args=(_free_port(), corpus, tmp_path / "ddp"), nprocs=2, start_method="spawn"
+    )
     two = RunDir(tmp_path / "ddp").latest()
     a, b = weights(one.checkpoint), weights(two)
     assert RunDir(tmp_path / "ddp").updates()[-1][0] == 2
@@ -154,8 +174,15 @@ def test_finetune_from_a_pretraining_run_keeps_best_with_vocab(corpus, labelled,
     pt = pretrain(corpus, tmp_path / "pt", small_train(max_updates=2), small_model())
     events = []
     cfg = small_train(max_updates=4, freeze_updates=2, valid_every=2, schedule="tri_stage", warmup=0.25)
-    result = finetune(labelled, tmp_path / "ft", cfg, str(tmp_path / "pt"), small_model(),
-                      {"mask_time_prob": 0.3, "mask_time_length": 2, "mask_feature_prob": 0.2}, on_event=events.append)
+    result = finetune(
+        labelled,
+        tmp_path / "ft",
+        cfg,
+        str(tmp_path / "pt"),
+        small_model(),
+        {"mask_time_prob": 0.3, "mask_time_length": 2, "mask_feature_prob": 0.2},
+        on_event=events.append,
+    )
     assert result.update == 4
     frozen = [e.metrics["frozen"] for e in events if e.kind == "log"]
     assert frozen == [1.0, 0.0]
@@ -168,16 +195,23 @@ def test_finetune_from_a_pretraining_run_keeps_best_with_vocab(corpus, labelled,
     tuned = weights(result.checkpoint)
     cnn = [k for k in init if k.startswith("wav2vec2.feature_extractor.")]
     assert cnn and all(torch.equal(init[k], tuned[k]) for k in cnn)  # the CNN stays frozen
-    assert not torch.equal(init["wav2vec2.encoder.layers.0.feed_forward.output_dense.weight"],
-                           tuned["wav2vec2.encoder.layers.0.feed_forward.output_dense.weight"])
+    assert not torch.equal(
+        init["wav2vec2.encoder.layers.0.feed_forward.output_dense.weight"],
+        tuned["wav2vec2.encoder.layers.0.feed_forward.output_dense.weight"],
+    )
 
 
 def test_finetune_can_train_a_pretrained_feature_encoder(corpus, labelled, tmp_path):
     from w2vcli.pipelines.finetune import finetune
 
     pt = pretrain(corpus, tmp_path / "pt", small_train(max_updates=1), small_model())
-    result = finetune(labelled, tmp_path / "ft", small_train(max_updates=2, train_feature_encoder=True),
-                      str(tmp_path / "pt"), small_model())
+    result = finetune(
+        labelled,
+        tmp_path / "ft",
+        small_train(max_updates=2, train_feature_encoder=True),
+        str(tmp_path / "pt"),
+        small_model(),
+    )
     init, tuned = weights(pt.checkpoint), weights(result.checkpoint)
     key = "wav2vec2.feature_extractor.conv_layers.0.conv.weight"
     assert not torch.equal(init[key], tuned[key])
@@ -208,13 +242,17 @@ def test_finetune_from_scratch_and_clear_init_errors(labelled, tmp_path):
     from w2vcli.errors import UsageError
     from w2vcli.pipelines.finetune import finetune
 
-    result = finetune(labelled, tmp_path / "ft", small_train(max_updates=2, valid_every=2), "none", small_model())
+    result = finetune(
+        labelled, tmp_path / "ft", small_train(max_updates=2, valid_every=2), "none", small_model()
+    )
     assert result.best["update"] == 2 and "wer" in result.best
     settings = json.loads((tmp_path / "ft" / "train.json").read_text())
     assert settings["train_feature_encoder"] is True  # from scratch there is no pretrained CNN to keep
     assert load_checkpoint(result.checkpoint).config.feature_grad_mult > 0
     with pytest.raises(UsageError, match="--init"):
-        finetune(labelled, tmp_path / "x", small_train(max_updates=1), str(tmp_path / "missing"), small_model())
+        finetune(
+            labelled, tmp_path / "x", small_train(max_updates=1), str(tmp_path / "missing"), small_model()
+        )
 
 
 def test_best_checkpoint_ranks_by_the_chosen_error_rate_ties_broken_by_the_other():
@@ -249,8 +287,13 @@ def test_mixed_precision_is_fp32_on_cpu_unless_asked_and_bf16_needs_amx(monkeypa
 @pytest.mark.skipif(not cpu_has_amx(), reason="no AMX-BF16 CPU")
 def test_pretraining_in_bf16_on_an_amx_cpu_gives_finite_losses(corpus, tmp_path):
     events = []
-    result = pretrain(corpus, tmp_path / "bf16", small_train(max_updates=3, amp=True, log_every=1), small_model(),
-                      on_event=events.append)
+    result = pretrain(
+        corpus,
+        tmp_path / "bf16",
+        small_train(max_updates=3, amp=True, log_every=1),
+        small_model(),
+        on_event=events.append,
+    )
     losses = [e.metrics["loss"] for e in events if e.kind == "log"]
     assert result.update == 3 and len(losses) == 3 and all(math.isfinite(loss) for loss in losses)
 
@@ -263,10 +306,16 @@ def test_gumbel_anneal_fits_the_temperature_schedule_to_the_run_and_a_misfit_is_
     cfg = TrainConfig(max_updates=1000, gumbel_start=20.0, gumbel_end=0.5, gumbel_anneal=0.4)
     temperature = [gumbel_at(cfg, u) for u in (0, 200, 399, 401, 1000)]
     assert temperature[0] == 20.0 and math.isclose(temperature[1], math.sqrt(20.0 * 0.5), rel_tol=1e-6)
-    assert temperature[2] > 0.5 and temperature[3] == temperature[4] == 0.5  # reaches the end at 40%, then holds
+    assert (
+        temperature[2] > 0.5 and temperature[3] == temperature[4] == 0.5
+    )  # reaches the end at 40%, then holds
     assert gumbel_at(TrainConfig(gumbel_decay=0.99), 10) == 2.0 * 0.99**10  # without anneal: the decay given
-    timed = TrainConfig(max_updates=None, max_minutes=10, gumbel_start=20.0, gumbel_end=0.5, gumbel_anneal=0.4)
-    assert math.isclose(gumbel_at(timed, 3, spent=0.2), math.sqrt(20.0 * 0.5))  # by the budget, not the update
+    timed = TrainConfig(
+        max_updates=None, max_minutes=10, gumbel_start=20.0, gumbel_end=0.5, gumbel_anneal=0.4
+    )
+    assert math.isclose(
+        gumbel_at(timed, 3, spent=0.2), math.sqrt(20.0 * 0.5)
+    )  # by the budget, not the update
     with pytest.raises(UsageError, match="--gumbel-anneal"):
         TrainConfig(gumbel_anneal=1.5)
     metrics = {"code_perplexity": 50.0, "contrastive": 1.0, "contrastive_bits": 1.4, "accuracy": 0.5}
@@ -287,8 +336,9 @@ def _validate_rank(rank: int, port: int, data, out) -> None:
     dist = Dist(rank, 2, rank)
     init(dist, torch.device("cpu"))
     model, vocab = _validation_model(data)
-    result = make_validator(read_manifest(data / "valid.jsonl"), vocab, small_train(batch_seconds=1.5),
-                            torch.device("cpu"), dist)(model)
+    result = make_validator(
+        read_manifest(data / "valid.jsonl"), vocab, small_train(batch_seconds=1.5), torch.device("cpu"), dist
+    )(model)
     (out / f"rank{rank}.json").write_text(json.dumps(result))
     shutdown(dist)
 
@@ -300,7 +350,9 @@ def _validation_model(data):
     vocab = load_vocabulary(data)
     torch.manual_seed(0)
     model = Wav2Vec2ForCTC(small_model(vocab_size=len(vocab), pad_token_id=vocab.blank_id)).eval()
-    torch.nn.init.normal_(model.lm_head.weight, 0.0, 3.0)  # spread the outputs: some characters, not all blank
+    torch.nn.init.normal_(
+        model.lm_head.weight, 0.0, 3.0
+    )  # spread the outputs: some characters, not all blank
     return model, vocab
 
 
@@ -311,8 +363,9 @@ def test_validation_under_ddp_splits_the_set_and_sums_the_edits_to_the_one_proce
 
     data = make_corpus(tmp_path / "data", n=2, labelled=True, valid=5)  # 5: shards of 3 and 2
     model, vocab = _validation_model(data)
-    one = make_validator(read_manifest(data / "valid.jsonl"), vocab, small_train(batch_seconds=1.5),
-                         torch.device("cpu"))(model)
+    one = make_validator(
+        read_manifest(data / "valid.jsonl"), vocab, small_train(batch_seconds=1.5), torch.device("cpu")
+    )(model)
     mp.start_processes(_validate_rank, args=(_free_port(), data, tmp_path), nprocs=2, start_method="spawn")
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert 0 < one["cer"] and ranks[0] == ranks[1]

@@ -15,7 +15,9 @@ SR = 16_000
 WORDS = ["a cat", "the dog", "sun", "red sea", "no", "one two", "hi there", "big"]
 
 
-def make_corpus(root: Path, n: int = 12, seconds: float = 1.0, labelled: bool = False, valid: int = 0) -> Path:
+def make_corpus(
+    root: Path, n: int = 12, seconds: float = 1.0, labelled: bool = False, valid: int = 0
+) -> Path:
     """n tones with a little noise; with `labelled`, a transcript each and vocab.json; `valid` more in valid.jsonl."""
     root.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(0)
@@ -36,13 +38,31 @@ def make_corpus(root: Path, n: int = 12, seconds: float = 1.0, labelled: bool = 
 
 def small_model(**changes):
     return preset("tiny").replace(
-        conv_dim=(32,) * 7, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
-        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4, codevector_dim=32, proj_codevector_dim=16,
-        num_codevectors_per_group=16, num_negatives=10, mask_feature_length=8, **changes,
+        conv_dim=(32,) * 7,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4,
+        codevector_dim=32,
+        proj_codevector_dim=16,
+        num_codevectors_per_group=16,
+        num_negatives=10,
+        mask_feature_length=8,
+        **changes,
     )
 
 
 def small_train(**changes) -> TrainConfig:
-    base = dict(max_updates=6, batch_seconds=3, crop_seconds=1, log_every=2, save_every=3, device="cpu",
-                warmup=2, lr=2e-3)
+    base = dict(
+        max_updates=6,
+        batch_seconds=3,
+        crop_seconds=1,
+        log_every=2,
+        save_every=3,
+        device="cpu",
+        warmup=2,
+        lr=2e-3,
+    )
     return TrainConfig(**{**base, **changes})

@@ -97,7 +97,12 @@ def open_audio(path: Path) -> sf.SoundFile:
         except UnicodeDecodeError:  # libsndfile takes UTF-8 names only: hand it the open file instead
             return sf.SoundFile(os.open(path, os.O_RDONLY), closefd=True)
         return sf.SoundFile(str(path))
-    except (sf.LibsndfileError, RuntimeError, OSError, TypeError) as e:  # TypeError: a format without a header
+    except (
+        sf.LibsndfileError,
+        RuntimeError,
+        OSError,
+        TypeError,
+    ) as e:  # TypeError: a format without a header
         raise _open_failure(path, e) from None
 
 

@@ -26,11 +26,21 @@ from w2vcli.text import SPM_FILE, VOCAB_FILE, Vocabulary
 WEIGHTS_FILE = "model.safetensors"
 # What a checkpoint directory consists of (ours and Hugging Face's): the only files a command that
 # writes a model into an existing directory may replace or remove there.
-CHECKPOINT_FILES = frozenset({
-    CONFIG_FILE, WEIGHTS_FILE, VOCAB_FILE, SPM_FILE, "preprocessor_config.json", "tokenizer_config.json",
-    "special_tokens_map.json", "added_tokens.json", "pytorch_model.bin", "model.safetensors.index.json",
-    "generation_config.json",
-})
+CHECKPOINT_FILES = frozenset(
+    {
+        CONFIG_FILE,
+        WEIGHTS_FILE,
+        VOCAB_FILE,
+        SPM_FILE,
+        "preprocessor_config.json",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "added_tokens.json",
+        "pytorch_model.bin",
+        "model.safetensors.index.json",
+        "generation_config.json",
+    }
+)
 HEADS = {"ctc": Wav2Vec2ForCTC, "pretraining": Wav2Vec2ForPreTraining}
 
 
@@ -101,8 +111,10 @@ def read_safetensors(path: str | os.PathLike, device: str = "cpu") -> dict[str, 
         raise W2VError(f"cannot read {path}: {e.strerror or e}") from None
     except Exception as e:  # noqa: BLE001 - safetensors raises its own error types for bad headers and sizes
         reason = str(e).splitlines()[0][:120] if str(e) else type(e).__name__
-        raise W2VError(f"{path} is not a readable safetensors file, truncated or damaged ({reason}); "
-                       "copy or convert the model again") from None
+        raise W2VError(
+            f"{path} is not a readable safetensors file, truncated or damaged ({reason}); "
+            "copy or convert the model again"
+        ) from None
 
 
 def read_info(directory: str | os.PathLike) -> dict:
@@ -127,9 +139,13 @@ def load_checkpoint(directory: str | os.PathLike, map_location: str = "cpu") -> 
     model = HEADS[head](config)
     state = read_safetensors(directory / WEIGHTS_FILE, map_location)
     own = model.state_dict()
-    wrong = [k for k in own if k not in state or state[k].shape != own[k].shape] + [k for k in state if k not in own]
+    wrong = [k for k in own if k not in state or state[k].shape != own[k].shape] + [
+        k for k in state if k not in own
+    ]
     if wrong:
-        raise W2VError(f"{directory}: weights do not match config.json ({len(wrong)} tensors differ, e.g. {wrong[0]})")
+        raise W2VError(
+            f"{directory}: weights do not match config.json ({len(wrong)} tensors differ, e.g. {wrong[0]})"
+        )
     model.load_state_dict(state)
     vocab = Vocabulary.load(directory) if (directory / VOCAB_FILE).is_file() else None
     if head == "ctc":
@@ -141,8 +157,10 @@ def check_vocab(vocab, config: ModelConfig, where) -> None:
     """A CTC head writes one logit per token: a vocabulary of another size would decode ids it has no
     token for (or never emit some), so the model is refused when it loads, not mid-transcription."""
     if vocab is not None and len(vocab) != config.vocab_size:
-        raise W2VError(f"{where}: the vocabulary has {len(vocab)} tokens but the CTC head outputs "
-                       f"{config.vocab_size}; the vocabulary does not belong to this model")
+        raise W2VError(
+            f"{where}: the vocabulary has {len(vocab)} tokens but the CTC head outputs "
+            f"{config.vocab_size}; the vocabulary does not belong to this model"
+        )
 
 
 def load_backbone(model: torch.nn.Module, source: torch.nn.Module) -> None:
@@ -151,4 +169,6 @@ def load_backbone(model: torch.nn.Module, source: torch.nn.Module) -> None:
     missing, _ = model.load_state_dict(state, strict=False)
     backbone_missing = [k for k in missing if k.startswith("wav2vec2.")]
     if backbone_missing:
-        raise W2VError(f"initial model lacks {len(backbone_missing)} backbone weights, e.g. {backbone_missing[0]}")
+        raise W2VError(
+            f"initial model lacks {len(backbone_missing)} backbone weights, e.g. {backbone_missing[0]}"
+        )

@@ -26,7 +26,9 @@ class ModelConfig:
     conv_kernel: tuple[int, ...] = (10, 3, 3, 3, 3, 2, 2)
     conv_stride: tuple[int, ...] = (5, 2, 2, 2, 2, 2, 2)
     conv_bias: bool = False
-    feat_extract_norm: str = "group"  # "group": GroupNorm after conv 0 only; "layer": LayerNorm in every block
+    feat_extract_norm: str = (
+        "group"  # "group": GroupNorm after conv 0 only; "layer": LayerNorm in every block
+    )
     do_normalize: bool = False  # zero mean / unit variance per utterance (LARGE)
     # Transformer context network.
     hidden_size: int = 768
@@ -70,8 +72,11 @@ class ModelConfig:
             raise W2VError("invalid model config: " + "; ".join(problems))
         for name in ("conv_dim", "conv_kernel", "conv_stride"):
             setattr(self, name, tuple(getattr(self, name)))
-        problems = [f"{name} must be at least {low}, not {getattr(self, name)}"
-                    for name, low in _MINIMUM.items() if getattr(self, name) < low]
+        problems = [
+            f"{name} must be at least {low}, not {getattr(self, name)}"
+            for name, low in _MINIMUM.items()
+            if getattr(self, name) < low
+        ]
         for name in ("conv_dim", "conv_kernel", "conv_stride"):
             if not getattr(self, name) or min(getattr(self, name)) < 1:
                 problems.append(f"{name} must be a non-empty list of positive integers")
@@ -90,17 +95,29 @@ class ModelConfig:
         if self.codevector_dim % self.num_codevector_groups:
             problems.append("codevector_dim must be divisible by num_codevector_groups")
         if self.diversity_loss_weight < 0 or self.num_negatives < 1 or self.num_codevectors_per_group < 2:
-            problems.append("need diversity_loss_weight >= 0, num_negatives >= 1, num_codevectors_per_group >= 2")
-        rates = ("hidden_dropout", "attention_dropout", "activation_dropout", "feat_proj_dropout", "final_dropout",
-                 "layerdrop", "mask_time_prob", "mask_feature_prob")
+            problems.append(
+                "need diversity_loss_weight >= 0, num_negatives >= 1, num_codevectors_per_group >= 2"
+            )
+        rates = (
+            "hidden_dropout",
+            "attention_dropout",
+            "activation_dropout",
+            "feat_proj_dropout",
+            "final_dropout",
+            "layerdrop",
+            "mask_time_prob",
+            "mask_feature_prob",
+        )
         if any(not 0 <= getattr(self, name) < 1 for name in rates):
             problems.append("dropout, layerdrop and mask probabilities must lie in [0, 1)")
         if problems:
             raise W2VError("invalid model config: " + "; ".join(problems))
         need, have = 4 * self.parameter_count(), _memory_bytes()
         if have and need > have:
-            raise W2VError(f"invalid model config: {self.parameter_count():,} parameters need {need / 2**30:.1f} GiB "
-                           f"in fp32, more than this machine's {have / 2**30:.1f} GiB of memory")
+            raise W2VError(
+                f"invalid model config: {self.parameter_count():,} parameters need {need / 2**30:.1f} GiB "
+                f"in fp32, more than this machine's {have / 2**30:.1f} GiB of memory"
+            )
 
     def parameter_count(self) -> int:
         """Parameters of the largest head (pretraining or CTC), from the sizes alone: checked before
@@ -110,7 +127,9 @@ class ModelConfig:
         projection = c * h + h + 2 * c
         pos_conv = h * (h // self.num_conv_pos_embedding_groups) * self.num_conv_pos_embeddings + 2 * h
         layer = 4 * (h * h + h) + 2 * h * i + i + h + 4 * h
-        quantizer = c * self.num_codevectors + self.num_codevectors * (1 + self.codevector_dim // self.num_codevector_groups)
+        quantizer = c * self.num_codevectors + self.num_codevectors * (
+            1 + self.codevector_dim // self.num_codevector_groups
+        )
         heads = (self.codevector_dim + h + 2) * self.proj_codevector_dim + (h + 1) * self.vocab_size
         return cnn + projection + pos_conv + self.num_hidden_layers * layer + quantizer + heads + 3 * h
 
@@ -166,10 +185,21 @@ class ModelConfig:
 
 # Smallest allowed value of each integer size (tuples are checked apart).
 _MINIMUM = {
-    "hidden_size": 1, "num_hidden_layers": 0, "num_attention_heads": 1, "intermediate_size": 1,
-    "num_conv_pos_embeddings": 1, "num_conv_pos_embedding_groups": 1, "mask_time_length": 1,
-    "mask_time_min_masks": 0, "mask_feature_length": 1, "num_codevector_groups": 1, "codevector_dim": 1,
-    "proj_codevector_dim": 1, "vocab_size": 1, "layer_norm_eps": 1e-12, "contrastive_logits_temperature": 1e-6,
+    "hidden_size": 1,
+    "num_hidden_layers": 0,
+    "num_attention_heads": 1,
+    "intermediate_size": 1,
+    "num_conv_pos_embeddings": 1,
+    "num_conv_pos_embedding_groups": 1,
+    "mask_time_length": 1,
+    "mask_time_min_masks": 0,
+    "mask_feature_length": 1,
+    "num_codevector_groups": 1,
+    "codevector_dim": 1,
+    "proj_codevector_dim": 1,
+    "vocab_size": 1,
+    "layer_norm_eps": 1e-12,
+    "contrastive_logits_temperature": 1e-6,
 }
 
 
@@ -179,8 +209,9 @@ def _type_problems(config) -> list[str]:
     for f in dataclasses.fields(config):
         value, kind = getattr(config, f.name), str(f.type)
         if kind.startswith("tuple"):
-            ok = isinstance(value, (list, tuple)) and all(isinstance(v, int) and not isinstance(v, bool)
-                                                          for v in value)
+            ok = isinstance(value, (list, tuple)) and all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value
+            )
             want = "a list of integers"
         elif kind == "int":
             ok, want = isinstance(value, int) and not isinstance(value, bool), "an integer"
@@ -259,7 +290,6 @@ def preset(name: str) -> ModelConfig:
         raise W2VError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
 
 
-
 @dataclass
 class TrainConfig:
     """Training settings shared by `w2v pretrain` and `w2v finetune` (one field per flag).
@@ -307,13 +337,18 @@ class TrainConfig:
     freeze_updates: float = 0  # whole transformer frozen (only the CTC head trains) for these updates
     # (below 1: this fraction of the budget)
     reinit_layers: int = 0  # top transformer layers of a pretrained init re-initialised before fine-tuning
-    valid_every: float = 500  # validate every N updates (below 1: each time this fraction of the budget passes)
+    valid_every: float = (
+        500  # validate every N updates (below 1: each time this fraction of the budget passes)
+    )
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)
         self.speed_perturb = tuple(float(f) for f in self.speed_perturb)
-        problems = [f"{name} must be a finite number, not {value}" for name, value in dataclasses.asdict(self).items()
-                    if isinstance(value, float) and not math.isfinite(value)]
+        problems = [
+            f"{name} must be a finite number, not {value}"
+            for name, value in dataclasses.asdict(self).items()
+            if isinstance(value, float) and not math.isfinite(value)
+        ]
         if problems:  # NaN compares false with everything: checked first, so no bound lets it through
             from w2vcli.errors import UsageError
 

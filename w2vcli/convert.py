@@ -30,16 +30,26 @@ from w2vcli.fsutil import read_json_object
 from w2vcli.text import VOCAB_FILE, Vocabulary
 
 POS_CONV = "wav2vec2.encoder.pos_conv_embed.conv."
-_NEW_WEIGHT_NORM = {"parametrizations.weight.original0": "weight_g", "parametrizations.weight.original1": "weight_v"}
+_NEW_WEIGHT_NORM = {
+    "parametrizations.weight.original0": "weight_g",
+    "parametrizations.weight.original1": "weight_v",
+}
 # transformers' Wav2Vec2Config defaults where they differ from ours: used when a config.json omits a field.
 _HF_DEFAULTS = {
-    "mask_time_prob": 0.05, "layerdrop": 0.1, "feat_proj_dropout": 0.0, "final_dropout": 0.1,
-    "activation_dropout": 0.1, "mask_feature_length": 10,
+    "mask_time_prob": 0.05,
+    "layerdrop": 0.1,
+    "feat_proj_dropout": 0.0,
+    "final_dropout": 0.1,
+    "activation_dropout": 0.1,
+    "mask_feature_length": 10,
 }
 # Options transformers has and we do not: (field, value we support).
 _UNSUPPORTED = [
-    ("feat_extract_activation", "gelu"), ("hidden_act", "gelu"), ("add_adapter", False),
-    ("adapter_attn_dim", None), ("position_embeddings_type", None),
+    ("feat_extract_activation", "gelu"),
+    ("hidden_act", "gelu"),
+    ("add_adapter", False),
+    ("adapter_attn_dim", None),
+    ("position_embeddings_type", None),
 ]
 
 
@@ -56,11 +66,15 @@ def is_hf_dir(path: str | os.PathLike) -> bool:
 def config_from_hf(hf: dict, do_normalize: bool | None = None) -> ModelConfig:
     """transformers config.json (+ the feature extractor's do_normalize) -> ModelConfig."""
     if hf.get("model_type") != "wav2vec2":
-        raise W2VError(f"model_type {hf.get('model_type')!r} is not supported; only 'wav2vec2' models convert")
+        raise W2VError(
+            f"model_type {hf.get('model_type')!r} is not supported; only 'wav2vec2' models convert"
+        )
     for name, supported in _UNSUPPORTED:
         if hf.get(name, supported) != supported:
             raise W2VError(f"config field {name}={hf[name]!r} is not supported (only {supported!r})")
-    if hf.get("num_feat_extract_layers", len(hf.get("conv_dim", [0] * 7))) != len(hf.get("conv_dim", [0] * 7)):
+    if hf.get("num_feat_extract_layers", len(hf.get("conv_dim", [0] * 7))) != len(
+        hf.get("conv_dim", [0] * 7)
+    ):
         raise W2VError("config field num_feat_extract_layers does not match conv_dim")
     fields = {**_HF_DEFAULTS, **hf}
     layer_norm = fields.get("feat_extract_norm", "group") == "layer"
@@ -79,9 +93,16 @@ def config_to_hf(config: ModelConfig, head: str) -> dict:
         d.pop(ours_only)
     arch = {"ctc": "Wav2Vec2ForCTC", "pretraining": "Wav2Vec2ForPreTraining"}[head]
     return {
-        **d, "model_type": "wav2vec2", "architectures": [arch], "feat_extract_activation": "gelu",
-        "hidden_act": "gelu", "num_feat_extract_layers": len(config.conv_dim), "bos_token_id": 1,
-        "eos_token_id": 2, "ctc_zero_infinity": True, "ctc_loss_reduction": "sum",
+        **d,
+        "model_type": "wav2vec2",
+        "architectures": [arch],
+        "feat_extract_activation": "gelu",
+        "hidden_act": "gelu",
+        "num_feat_extract_layers": len(config.conv_dim),
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "ctc_zero_infinity": True,
+        "ctc_loss_reduction": "sum",
     }
 
 
@@ -187,7 +208,9 @@ def import_hf(directory: str | os.PathLike) -> Checkpoint:
     if (directory / VOCAB_FILE).is_file():
         raw = json.loads((directory / VOCAB_FILE).read_text(encoding="utf-8"))
         if raw and all(isinstance(v, dict) for v in raw.values()):
-            raise W2VError(f"{directory}/vocab.json holds per-language vocabularies (adapters): not supported")
+            raise W2VError(
+                f"{directory}/vocab.json holds per-language vocabularies (adapters): not supported"
+            )
         vocab = Vocabulary.load(directory)
     if head == "ctc":
         check_vocab(vocab, model.config, directory)
@@ -202,17 +225,38 @@ def export_hf(ckpt: Checkpoint, out: str | os.PathLike) -> Path:
     state = state_to_hf({k: v.detach().cpu() for k, v in ckpt.model.state_dict().items()})
     save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
     (out / "config.json").write_text(json.dumps(config_to_hf(ckpt.config, head), indent=2) + "\n")
-    (out / "preprocessor_config.json").write_text(json.dumps({
-        "feature_extractor_type": "Wav2Vec2FeatureExtractor", "feature_size": 1, "sampling_rate": 16000,
-        "padding_value": 0.0, "padding_side": "right", "do_normalize": ckpt.config.do_normalize,
-        "return_attention_mask": ckpt.config.feat_extract_norm == "layer",
-    }, indent=2) + "\n")
+    (out / "preprocessor_config.json").write_text(
+        json.dumps(
+            {
+                "feature_extractor_type": "Wav2Vec2FeatureExtractor",
+                "feature_size": 1,
+                "sampling_rate": 16000,
+                "padding_value": 0.0,
+                "padding_side": "right",
+                "do_normalize": ckpt.config.do_normalize,
+                "return_attention_mask": ckpt.config.feat_extract_norm == "layer",
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     if ckpt.vocab is not None:
         ckpt.vocab.save(out)
-        (out / "tokenizer_config.json").write_text(json.dumps({
-            "tokenizer_class": "Wav2Vec2CTCTokenizer", "unk_token": "<unk>", "pad_token": "<pad>",
-            "bos_token": "<s>", "eos_token": "</s>", "word_delimiter_token": "|", "do_lower_case": False,
-        }, indent=2) + "\n")
+        (out / "tokenizer_config.json").write_text(
+            json.dumps(
+                {
+                    "tokenizer_class": "Wav2Vec2CTCTokenizer",
+                    "unk_token": "<unk>",
+                    "pad_token": "<pad>",
+                    "bos_token": "<s>",
+                    "eos_token": "</s>",
+                    "word_delimiter_token": "|",
+                    "do_lower_case": False,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     return out
 
 

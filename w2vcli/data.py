@@ -302,9 +302,7 @@ def make_loader(
         world_size=world_size,
     )
     if crop_seconds is not None:
-        collate = partial(
-            collate_crops, max_crop_samples=round(crop_seconds * SAMPLE_RATE)
-        )
+        collate = partial(collate_crops, max_crop_samples=round(crop_seconds * SAMPLE_RATE))
     else:
         collate = partial(collate_padded, label_pad=label_pad)
     if any(f != 1.0 for f in speed_perturb):

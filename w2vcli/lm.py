@@ -151,8 +151,14 @@ class PrefixTrie:
     that leaves it gets bonus -inf, so the beam drops it.
     """
 
-    def __init__(self, table, lm: LanguageModel | None, lm_weight: float, word_score: float,
-                 lexicon: Lexicon | None = None):
+    def __init__(
+        self,
+        table,
+        lm: LanguageModel | None,
+        lm_weight: float,
+        word_score: float,
+        lexicon: Lexicon | None = None,
+    ):
         self.table, self.lm, self.lm_weight, self.word_score = table, lm, lm_weight, word_score
         self.lexicon = lexicon
         self.parent, self.token = [-1], [-1]

@@ -54,8 +54,11 @@ def read_metrics(path: str | os.PathLike) -> list[dict]:
 
 def series(records: list[dict], key: str) -> tuple[list[int], list[float]]:
     """(updates, values) of the records that have a finite `key`."""
-    pts = [(r["update"], float(r[key])) for r in records
-           if isinstance(r.get(key), (int, float)) and math.isfinite(r[key]) and "update" in r]
+    pts = [
+        (r["update"], float(r[key]))
+        for r in records
+        if isinstance(r.get(key), (int, float)) and math.isfinite(r[key]) and "update" in r
+    ]
     return [u for u, _ in pts], [v for _, v in pts]
 
 

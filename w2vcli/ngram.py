@@ -91,7 +91,9 @@ def estimate(sentences: Iterable[list[str]], order: int = 3) -> NgramModel:
                 below = lower((*ctx[1:], w))
                 probs[n - 1][(*ctx, w)] = (c - _discount(c, d)) / total + freed * below
             if n == 1:
-                for w in vocab - {f for f, _ in followers}:  # never seen as a unigram (<unk>): uniform share only
+                for w in vocab - {
+                    f for f, _ in followers
+                }:  # never seen as a unigram (<unk>): uniform share only
                     probs[0][(w,)] = freed * lower((w,))
             else:
                 backoffs[n - 2][ctx] = freed
@@ -134,8 +136,9 @@ def write_arpa(model: NgramModel, path: str | os.PathLike) -> None:
         f.write("\n\\end\\\n")
 
 
-def read_sentences(sources: list[str], lowercase: bool = True, strip_punctuation: bool = True,
-                   stdin=None) -> list[list[str]]:
+def read_sentences(
+    sources: list[str], lowercase: bool = True, strip_punctuation: bool = True, stdin=None
+) -> list[list[str]]:
     """Sentences as word lists from text files (one per line), manifests (.jsonl: their "text"), `w2v prep`
     directories (train.jsonl and valid.jsonl) or "-" (stdin), normalised as `w2v prep` does."""
     import sys
@@ -152,7 +155,9 @@ def read_sentences(sources: list[str], lowercase: bool = True, strip_punctuation
         if path.is_dir():
             manifests = [path / f for f in ("train.jsonl", "valid.jsonl") if (path / f).is_file()]
             if not manifests:
-                raise W2VError(f"{src}: a directory without train.jsonl; give text files, manifests or a prep output")
+                raise W2VError(
+                    f"{src}: a directory without train.jsonl; give text files, manifests or a prep output"
+                )
             for m in manifests:
                 yield from lines_of(str(m))
             return

@@ -24,61 +24,141 @@ from w2vcli.errors import UsageError
 
 # ModelConfig fields that describe the objective, not the architecture: a recipe (or a flag) may set them
 # on a model loaded with `--init`; every other field comes from that model.
-OBJECTIVE_FIELDS = frozenset({
-    "mask_time_prob", "mask_time_length", "mask_time_min_masks", "mask_feature_prob", "mask_feature_length",
-    "num_negatives", "diversity_loss_weight", "feature_penalty_weight", "feature_grad_mult",
-    "contrastive_logits_temperature", "hidden_dropout", "attention_dropout", "activation_dropout",
-    "feat_proj_dropout", "final_dropout", "layerdrop",
-})
+OBJECTIVE_FIELDS = frozenset(
+    {
+        "mask_time_prob",
+        "mask_time_length",
+        "mask_time_min_masks",
+        "mask_feature_prob",
+        "mask_feature_length",
+        "num_negatives",
+        "diversity_loss_weight",
+        "feature_penalty_weight",
+        "feature_grad_mult",
+        "contrastive_logits_temperature",
+        "hidden_dropout",
+        "attention_dropout",
+        "activation_dropout",
+        "feat_proj_dropout",
+        "final_dropout",
+        "layerdrop",
+    }
+)
 # The quantizer's shape: from the model when it has a quantizer, from the recipe when it starts fresh.
-QUANTIZER_FIELDS = frozenset({
-    "num_codevector_groups", "num_codevectors_per_group", "codevector_dim", "proj_codevector_dim",
-})
+QUANTIZER_FIELDS = frozenset(
+    {
+        "num_codevector_groups",
+        "num_codevectors_per_group",
+        "codevector_dim",
+        "proj_codevector_dim",
+    }
+)
 
 PRETRAIN = {
     # Batches of 8 s in 2 s crops: twice the updates a minute of 16 s / 4 s, which is what a short budget
     # needs (8 minutes on one AVX2 core: 842 updates, 2.5x chance, against 331 updates, 1.9x).
     "tiny": {
-        "model": {"num_negatives": 20, "num_codevectors_per_group": 64, "mask_time_prob": 0.3,
-                  "mask_time_length": 5, "diversity_loss_weight": 0.5},
-        "train": {"max_updates": 10_000, "batch_seconds": 8.0, "crop_seconds": 2.0, "lr": 1e-3, "warmup": 0.05,
-                  "gumbel_start": 20.0, "gumbel_end": 0.5, "gumbel_anneal": 0.4},
+        "model": {
+            "num_negatives": 20,
+            "num_codevectors_per_group": 64,
+            "mask_time_prob": 0.3,
+            "mask_time_length": 5,
+            "diversity_loss_weight": 0.5,
+        },
+        "train": {
+            "max_updates": 10_000,
+            "batch_seconds": 8.0,
+            "crop_seconds": 2.0,
+            "lr": 1e-3,
+            "warmup": 0.05,
+            "gumbel_start": 20.0,
+            "gumbel_end": 0.5,
+            "gumbel_anneal": 0.4,
+        },
     },
     # The paper: 400k updates, peak lr 5e-4 (BASE) / 3e-4 (LARGE), warm-up 8%, crops of 250k samples,
     # temperature 2 -> 0.5 by x0.999995 per update, which reaches 0.5 after 69% of the updates.
     "base": {
         "model": {},
-        "train": {"max_updates": 400_000, "batch_seconds": 60.0, "crop_seconds": 15.6, "lr": 5e-4, "warmup": 0.08,
-                  "gumbel_start": 2.0, "gumbel_end": 0.5, "gumbel_anneal": 0.7},
+        "train": {
+            "max_updates": 400_000,
+            "batch_seconds": 60.0,
+            "crop_seconds": 15.6,
+            "lr": 5e-4,
+            "warmup": 0.08,
+            "gumbel_start": 2.0,
+            "gumbel_end": 0.5,
+            "gumbel_anneal": 0.7,
+        },
     },
     "large": {
         "model": {},
-        "train": {"max_updates": 250_000, "batch_seconds": 60.0, "crop_seconds": 20.0, "lr": 3e-4, "warmup": 0.08,
-                  "gumbel_start": 2.0, "gumbel_end": 0.1, "gumbel_anneal": 0.7},
+        "train": {
+            "max_updates": 250_000,
+            "batch_seconds": 60.0,
+            "crop_seconds": 20.0,
+            "lr": 3e-4,
+            "warmup": 0.08,
+            "gumbel_start": 2.0,
+            "gumbel_end": 0.1,
+            "gumbel_anneal": 0.7,
+        },
     },
 }
 
 FINETUNE = {
     # examples/RESULTS.md: small batches, lr 2e-3, light masking, and a CNN that keeps learning.
     "tiny": {
-        "model": {"mask_time_prob": 0.1, "mask_time_length": 5, "mask_feature_prob": 0.05,
-                  "mask_feature_length": 16},
-        "train": {"max_updates": 2_000, "batch_seconds": 10.0, "lr": 2e-3, "warmup": 0.1, "hold": 0.4,
-                  "valid_every": 0.05, "best_by": "cer", "train_feature_encoder": True},
+        "model": {
+            "mask_time_prob": 0.1,
+            "mask_time_length": 5,
+            "mask_feature_prob": 0.05,
+            "mask_feature_length": 16,
+        },
+        "train": {
+            "max_updates": 2_000,
+            "batch_seconds": 10.0,
+            "lr": 2e-3,
+            "warmup": 0.1,
+            "hold": 0.4,
+            "valid_every": 0.05,
+            "best_by": "cer",
+            "train_feature_encoder": True,
+        },
     },
     # The paper's low-resource fine-tuning (fairseq base_10m / base_1h): tri-stage 10/40/50%, masks 0.65 x 10
     # and channel masks 0.25 x 64 (fairseq's 0.5 x 10 per channel span), the CNN frozen.
     "base": {
-        "model": {"mask_time_prob": 0.65, "mask_time_length": 10, "mask_feature_prob": 0.25,
-                  "mask_feature_length": 64},
-        "train": {"max_updates": 13_000, "batch_seconds": 60.0, "lr": 5e-5, "warmup": 0.1, "hold": 0.4,
-                  "valid_every": 0.02},
+        "model": {
+            "mask_time_prob": 0.65,
+            "mask_time_length": 10,
+            "mask_feature_prob": 0.25,
+            "mask_feature_length": 64,
+        },
+        "train": {
+            "max_updates": 13_000,
+            "batch_seconds": 60.0,
+            "lr": 5e-5,
+            "warmup": 0.1,
+            "hold": 0.4,
+            "valid_every": 0.02,
+        },
     },
     "large": {
-        "model": {"mask_time_prob": 0.65, "mask_time_length": 10, "mask_feature_prob": 0.25,
-                  "mask_feature_length": 64},
-        "train": {"max_updates": 13_000, "batch_seconds": 60.0, "lr": 3e-5, "warmup": 0.1, "hold": 0.4,
-                  "valid_every": 0.02},
+        "model": {
+            "mask_time_prob": 0.65,
+            "mask_time_length": 10,
+            "mask_feature_prob": 0.25,
+            "mask_feature_length": 64,
+        },
+        "train": {
+            "max_updates": 13_000,
+            "batch_seconds": 60.0,
+            "lr": 3e-5,
+            "warmup": 0.1,
+            "hold": 0.4,
+            "valid_every": 0.02,
+        },
     },
 }
 # Fine-tuning always uses fairseq's tri-stage schedule and AdamW without weight decay.
@@ -100,7 +180,9 @@ def _train_config(recipe: dict, fixed: dict, train: dict) -> TrainConfig:
     return TrainConfig(**merged)
 
 
-def pretrain_settings(name: str, train: dict | None = None, model: dict | None = None) -> tuple[TrainConfig, ModelConfig]:
+def pretrain_settings(
+    name: str, train: dict | None = None, model: dict | None = None
+) -> tuple[TrainConfig, ModelConfig]:
     """The preset's architecture with its pretraining recipe; `train` and `model` (TrainConfig and
     ModelConfig fields, None = not given) override it."""
     _check(name)
@@ -109,7 +191,9 @@ def pretrain_settings(name: str, train: dict | None = None, model: dict | None =
     return _train_config(recipe["train"], {}, train or {}), preset(name).replace(**changes)
 
 
-def finetune_settings(name: str, train: dict | None = None, model: dict | None = None) -> tuple[TrainConfig, dict]:
+def finetune_settings(
+    name: str, train: dict | None = None, model: dict | None = None
+) -> tuple[TrainConfig, dict]:
     """The fine-tuning recipe of a preset: its TrainConfig and the ModelConfig overrides (masking,
     dropout) applied to the initial model; `train` and `model` override it."""
     _check(name)

@@ -40,8 +40,10 @@ TRAINER_FILE, LAST_FILE, SETTINGS_FILE, METRICS_FILE = "trainer.pt", "last", "tr
 _UPDATE_DIR = re.compile(r"^update-(\d+)$")
 LOCK_FILE = ".lock"
 # Temporary names of checkpoint writes (rundir.save, checkpoint.save_checkpoint, fsutil.atomic_open).
-_PARTIAL = re.compile(r"^\.(update-\d+\.partial|\.update-\d+\.partial\.tmp-\d+|(best|update-\d+)\.(tmp|old)-\d+"
-                      r"|(last|train\.json|metrics\.jsonl)\.\d+\.tmp)$")
+_PARTIAL = re.compile(
+    r"^\.(update-\d+\.partial|\.update-\d+\.partial\.tmp-\d+|(best|update-\d+)\.(tmp|old)-\d+"
+    r"|(last|train\.json|metrics\.jsonl)\.\d+\.tmp)$"
+)
 
 
 def rng_state() -> dict:
@@ -50,8 +52,12 @@ def rng_state() -> dict:
     version, pystate, gauss = random.getstate()
     state = {
         "torch": torch.get_rng_state(),
-        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "numpy": {
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached": float(cached),
+        },
         "python": {"version": version, "state": list(pystate), "gauss": gauss},
     }
     if torch.cuda.is_available():
@@ -62,7 +68,9 @@ def rng_state() -> dict:
 def set_rng_state(state: dict) -> None:
     torch.set_rng_state(state["torch"])
     n = state["numpy"]
-    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    np.random.set_state(
+        ("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"])
+    )
     p = state["python"]
     random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
     if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
@@ -92,8 +100,10 @@ class RunDir:
         except OSError:
             owner = os.read(fd, 64).decode(errors="replace").strip() or "?"
             os.close(fd)
-            raise UsageError(f"{self.path} is in use by another w2v process (pid {owner}); wait for it to end "
-                             "or choose another --out") from None
+            raise UsageError(
+                f"{self.path} is in use by another w2v process (pid {owner}); wait for it to end "
+                "or choose another --out"
+            ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
         self._lock = fd
@@ -106,8 +116,13 @@ class RunDir:
     def remove_partial(self) -> list[Path]:
         """Delete what killed runs left half-written (only while holding the lock): checkpoint and
         best directories under temporary names. Returns what was removed."""
-        stale = [p for d in (self.path, self.checkpoints) if d.is_dir() for p in d.iterdir()
-                 if _PARTIAL.match(p.name)]
+        stale = [
+            p
+            for d in (self.path, self.checkpoints)
+            if d.is_dir()
+            for p in d.iterdir()
+            if _PARTIAL.match(p.name)
+        ]
         for p in stale:
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
         return stale
@@ -155,7 +170,11 @@ class RunDir:
             shutil.rmtree(final)
         os.replace(tmp, final)
         _fsync_dir(self.checkpoints)
-        atomic_write(self.last_file, json.dumps({"checkpoint": f"checkpoints/{final.name}", "update": update}).encode(), sync=True)
+        atomic_write(
+            self.last_file,
+            json.dumps({"checkpoint": f"checkpoints/{final.name}", "update": update}).encode(),
+            sync=True,
+        )
         for _, old in self.updates()[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
         return final
@@ -197,5 +216,7 @@ def load_weights(model: torch.nn.Module, ckpt: Path) -> None:
     state = read_safetensors(ckpt / WEIGHTS_FILE)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
-        raise W2VError(f"{ckpt} does not match this model (missing {missing[:2]}, unexpected {unexpected[:2]}); "
-                       "use --fresh to start over")
+        raise W2VError(
+            f"{ckpt} does not match this model (missing {missing[:2]}, unexpected {unexpected[:2]}); "
+            "use --fresh to start over"
+        )

@@ -68,7 +68,9 @@ def lr_at(cfg: TrainConfig, update: int, spent: float | None = None) -> float:
         warmup = cfg.updates(cfg.warmup)
         if cfg.schedule == "tri_stage":
             hold = cfg.updates(cfg.hold)
-            return cfg.lr * tri_stage(update, warmup, hold, cfg.max_updates, cfg.init_lr_scale, cfg.final_lr_scale)
+            return cfg.lr * tri_stage(
+                update, warmup, hold, cfg.max_updates, cfg.init_lr_scale, cfg.final_lr_scale
+            )
         return cfg.lr * linear_warmup_decay(update, warmup, cfg.max_updates)
     return cfg.lr * _by_progress(cfg, update, spent)
 

@@ -84,7 +84,9 @@ class Vocabulary:
         return re.sub(r" +", " ", "".join(pieces)).strip()
 
     def save(self, directory: str | os.PathLike) -> Path:
-        return atomic_write(Path(directory) / VOCAB_FILE, json.dumps(self.index, ensure_ascii=False, indent=1) + "\n")
+        return atomic_write(
+            Path(directory) / VOCAB_FILE, json.dumps(self.index, ensure_ascii=False, indent=1) + "\n"
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Vocabulary:
@@ -94,7 +96,12 @@ class Vocabulary:
         mapping = read_json_object(path, "vocabulary")  # token -> id
         tokens = [None] * len(mapping)
         for tok, i in mapping.items():
-            if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < len(tokens) or tokens[i] is not None:
+            if (
+                not isinstance(i, int)
+                or isinstance(i, bool)
+                or not 0 <= i < len(tokens)
+                or tokens[i] is not None
+            ):
                 raise W2VError(f"vocabulary {path}: ids must be 0..{len(tokens) - 1}, each used once")
             tokens[i] = tok
         return cls(tokens)

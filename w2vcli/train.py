@@ -43,7 +43,9 @@ class Task(Protocol):
     find_unused: bool  # DDP: some parameters may get no gradient in a step
 
     def parameters(self, model: torch.nn.Module) -> list[torch.nn.Parameter]: ...
-    def begin_update(self, model: torch.nn.Module, update: int, spent: float) -> bool: ...  # True: trainable set changed
+    def begin_update(
+        self, model: torch.nn.Module, update: int, spent: float
+    ) -> bool: ...  # True: trainable set changed
     def prepare(self, batch, generator: torch.Generator, device: torch.device): ...  # has .count, .seconds
     def loss(self, model: torch.nn.Module, prepared) -> tuple[torch.Tensor, dict[str, torch.Tensor]]: ...
     def summarize(self, sums: dict[str, float]) -> dict[str, float]: ...
@@ -83,21 +85,46 @@ def amp_dtype(device: torch.device, enabled: bool | None) -> torch.dtype | None:
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if device.type == "cpu" and enabled:
         if not distributed.cpu_has_amx():
-            raise UsageError("--amp on a CPU needs AMX-BF16 (without it bf16 is far slower than fp32); drop --amp")
+            raise UsageError(
+                "--amp on a CPU needs AMX-BF16 (without it bf16 is far slower than fp32); drop --amp"
+            )
         return torch.bfloat16
     return None
 
 
 class Trainer:
-    def __init__(self, model, task: Task, loader, cfg: TrainConfig, run: RunDir, device: torch.device,
-                 dist: Dist = Dist(), on_event: Callable[[Event], None] | None = None,
-                 validate: Callable[[torch.nn.Module], dict] | None = None, vocab=None, info: dict | None = None):
+    def __init__(
+        self,
+        model,
+        task: Task,
+        loader,
+        cfg: TrainConfig,
+        run: RunDir,
+        device: torch.device,
+        dist: Dist = Dist(),
+        on_event: Callable[[Event], None] | None = None,
+        validate: Callable[[torch.nn.Module], dict] | None = None,
+        vocab=None,
+        info: dict | None = None,
+    ):
         self.model, self.task, self.loader, self.cfg, self.run = model.to(device), task, loader, cfg, run
-        self.device, self.dist, self.validate, self.vocab, self.info = device, dist, validate, vocab, info or {}
+        self.device, self.dist, self.validate, self.vocab, self.info = (
+            device,
+            dist,
+            validate,
+            vocab,
+            info or {},
+        )
         self.on_event = on_event if dist.main else None
         # The fused AdamW: one kernel for all parameters, 3 ms a step for `tiny` on a CPU core against 11-18
-        self.optimizer = torch.optim.AdamW(task.parameters(self.model), lr=cfg.lr, betas=cfg.betas, eps=cfg.eps,
-                                           weight_decay=cfg.weight_decay, fused=device.type in ("cpu", "cuda"))
+        self.optimizer = torch.optim.AdamW(
+            task.parameters(self.model),
+            lr=cfg.lr,
+            betas=cfg.betas,
+            eps=cfg.eps,
+            weight_decay=cfg.weight_decay,
+            fused=device.type in ("cpu", "cuda"),
+        )
         self.dtype = amp_dtype(device, cfg.amp)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.dtype == torch.float16)
         self.log = MetricsLog(run.metrics, dist.main)
@@ -144,13 +171,18 @@ class Trainer:
         if not self.dist.main:
             return None
         trainer = {
-            "update": self.update, "skipped": self.skipped, "best": self.best, "seconds": self.seconds,
+            "update": self.update,
+            "skipped": self.skipped,
+            "best": self.best,
+            "seconds": self.seconds,
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
-            "data": self.loader.state_dict(), "rng": rng_state(),
+            "data": self.loader.state_dict(),
+            "rng": rng_state(),
         }
-        path = self.run.save(distributed.unwrap(self.model), trainer, self.update, self.cfg.keep, self.vocab,
-                             **self.info)
+        path = self.run.save(
+            distributed.unwrap(self.model), trainer, self.update, self.cfg.keep, self.vocab, **self.info
+        )
         self.emit("checkpoint", message=str(path))
         return path
 
@@ -163,7 +195,14 @@ class Trainer:
                 yield micro_seed(self.cfg.seed, epoch, (self.loader.position - 1) * ws + rank), batch
 
     def _new_window(self) -> dict:
-        return {"sums": {}, "updates": 0, "skipped": 0, "grad_norm": 0.0, "seconds": 0.0, "start": time.monotonic()}
+        return {
+            "sums": {},
+            "updates": 0,
+            "skipped": 0,
+            "grad_norm": 0.0,
+            "seconds": 0.0,
+            "start": time.monotonic(),
+        }
 
     @contextlib.contextmanager
     def _signals(self):
@@ -235,8 +274,9 @@ class Trainer:
     def _wrap(self) -> torch.nn.Module:
         changed = self.task.begin_update(distributed.unwrap(self.model), self.update, self.spent)
         if self._wrapped is None or changed:
-            self._wrapped = distributed.wrap(distributed.unwrap(self.model), self.dist, self.device,
-                                             self.task.find_unused)
+            self._wrapped = distributed.wrap(
+                distributed.unwrap(self.model), self.dist, self.device, self.task.find_unused
+            )
         return self._wrapped
 
     def _step(self, stream, start: tuple[float, float]) -> str | None:
@@ -254,11 +294,13 @@ class Trainer:
             micro.append((seed, self.task.prepare(batch, gen, self.device)))
         count = torch.tensor([float(sum(p.count for _, p in micro))], dtype=torch.float64, device=self.device)
         total = float(distributed.all_reduce(count, dist)[0])
-        scale = dist.world_size / max(total, 1.0)  # DDP averages over ranks; undo that, divide by the global count
+        scale = dist.world_size / max(
+            total, 1.0
+        )  # DDP averages over ranks; undo that, divide by the global count
         loss_total = 0.0
         for i, (seed, prepared) in enumerate(micro):
             sync = i == len(micro) - 1 or not dist.enabled
-            with (contextlib.nullcontext() if sync else model.no_sync()):
+            with contextlib.nullcontext() if sync else model.no_sync():
                 torch.manual_seed(seed)  # dropout, layerdrop and Gumbel noise of this micro-batch
                 with torch.autocast(self.device.type, self.dtype, enabled=self.dtype is not None):
                     loss_sum, stats = self.task.loss(model, prepared)
@@ -269,9 +311,17 @@ class Trainer:
         params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
         norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm if cfg.clip_norm > 0 else float("inf"))
         seconds = start[1] + time.monotonic() - start[0]
-        flags = torch.tensor([float(not torch.isfinite(torch.as_tensor(loss_total))), float(self._signal == "SIGINT"),
-                              float(self._signal == "SIGTERM"), seconds, float(self._requested)],
-                             dtype=torch.float64, device=self.device)
+        flags = torch.tensor(
+            [
+                float(not torch.isfinite(torch.as_tensor(loss_total))),
+                float(self._signal == "SIGINT"),
+                float(self._signal == "SIGTERM"),
+                seconds,
+                float(self._requested),
+            ],
+            dtype=torch.float64,
+            device=self.device,
+        )
         flags = distributed.all_reduce(flags, dist, op="max").tolist()  # every rank: the slowest one's clock
         self.seconds = flags[3]
         finite = flags[0] == 0 and bool(torch.isfinite(norm))
@@ -288,8 +338,11 @@ class Trainer:
             self.skipped += 1
             self._window["skipped"] += 1
             if not self.scaler.is_enabled() or flags[0]:
-                self.emit("warning", message=f"non-finite loss or gradient at update {self.update}: "
-                                             f"step skipped ({self.skipped} so far)")
+                self.emit(
+                    "warning",
+                    message=f"non-finite loss or gradient at update {self.update}: "
+                    f"step skipped ({self.skipped} so far)",
+                )
         for name, flag in zip(("SIGINT", "SIGTERM", "requested"), (flags[1], flags[2], flags[4])):
             if flag:
                 return name
@@ -304,17 +357,26 @@ class Trainer:
     def _log(self) -> None:
         w, self._window = self._window, self._new_window()
         keys = sorted(w["sums"])
-        vec = torch.stack([torch.as_tensor(w["sums"][k], dtype=torch.float32, device=self.device).reshape(())
-                           for k in keys] + [torch.tensor(w["seconds"], device=self.device)])
+        vec = torch.stack(
+            [torch.as_tensor(w["sums"][k], dtype=torch.float32, device=self.device).reshape(()) for k in keys]
+            + [torch.tensor(w["seconds"], device=self.device)]
+        )
         vec = distributed.all_reduce(vec.float(), self.dist).tolist()
         metrics = self.task.summarize(dict(zip(keys, vec[:-1])))
         elapsed = max(time.monotonic() - w["start"], 1e-9)
         good = w["updates"] - w["skipped"]
-        metrics.update({
-            "update": self.update, "epoch": self.loader.epoch, "lr": self._lr, "progress": round(self.spent, 4),
-            "grad_norm": w["grad_norm"] / good if good else float("nan"), "skipped": self.skipped,
-            "audio_seconds_per_s": vec[-1] / elapsed, "updates_per_s": w["updates"] / elapsed,
-        })
+        metrics.update(
+            {
+                "update": self.update,
+                "epoch": self.loader.epoch,
+                "lr": self._lr,
+                "progress": round(self.spent, 4),
+                "grad_norm": w["grad_norm"] / good if good else float("nan"),
+                "skipped": self.skipped,
+                "audio_seconds_per_s": vec[-1] / elapsed,
+                "updates_per_s": w["updates"] / elapsed,
+            }
+        )
         if self.scaler.is_enabled():
             metrics["loss_scale"] = float(self.scaler.get_scale())
         self._last_metrics = metrics
@@ -335,11 +397,14 @@ class Trainer:
         record = {"update": self.update, **{f"valid_{k}": v for k, v in result.items()}}
         self.log.write(record)
         self.emit("valid", record)
-        if "wer" in result and (not self.best or _rank(result, self.cfg.best_by) < _rank(self.best, self.cfg.best_by)):
+        if "wer" in result and (
+            not self.best or _rank(result, self.cfg.best_by) < _rank(self.best, self.cfg.best_by)
+        ):
             self.best = {"update": self.update, **result}
-            self.run.save_best(model, self.vocab, **{f"valid_{k}": v for k, v in self.best.items()}, **self.info)
+            self.run.save_best(
+                model, self.vocab, **{f"valid_{k}": v for k, v in self.best.items()}, **self.info
+            )
             self.emit("best", record)
-
 
 
 def _rank(result: dict, best_by: str) -> tuple[float, float]:

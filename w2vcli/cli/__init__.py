@@ -72,7 +72,9 @@ def main() -> None:
         from w2vcli.console import error
 
         where = f" writing {e.filename}" if getattr(e, "filename", None) else ""
-        error(f"no space left on the device{where}; free some space and run again (finished outputs are kept)")
+        error(
+            f"no space left on the device{where}; free some space and run again (finished outputs are kept)"
+        )
         sys.exit(1)
 
 

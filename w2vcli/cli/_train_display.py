@@ -9,9 +9,15 @@ from pathlib import Path
 import typer
 
 # What the bar shows (metric key, label, format); keys missing from a record are left out.
-SHOWN = [("loss", "loss", ".3f"), ("accuracy", "acc", ".3f"), ("x_chance", "x chance", ".1f"),
-         ("code_perplexity", "ppl", ".0f"),
-         ("temperature", "temp", ".2f"), ("lr", "lr", ".2e"), ("audio_seconds_per_s", "audio-s/s", ".1f")]
+SHOWN = [
+    ("loss", "loss", ".3f"),
+    ("accuracy", "acc", ".3f"),
+    ("x_chance", "x chance", ".1f"),
+    ("code_perplexity", "ppl", ".0f"),
+    ("temperature", "temp", ".2f"),
+    ("lr", "lr", ".2e"),
+    ("audio_seconds_per_s", "audio-s/s", ".1f"),
+]
 CURVES = ["loss", "accuracy", "x_chance", "code_perplexity", "valid_wer", "valid_cer", "lr"]
 EXIT_CODES = {"SIGINT": 130, "SIGTERM": 143}  # 128 + signal number, as shells report
 
@@ -21,8 +27,11 @@ def is_main_process() -> bool:
 
 
 def _format(metrics: dict) -> str:
-    return "  ".join(f"{label} {metrics[key]:{fmt}}" for key, label, fmt in SHOWN
-                     if isinstance(metrics.get(key), (int, float)))
+    return "  ".join(
+        f"{label} {metrics[key]:{fmt}}"
+        for key, label, fmt in SHOWN
+        if isinstance(metrics.get(key), (int, float))
+    )
 
 
 class TrainDisplay:
@@ -48,8 +57,13 @@ class TrainDisplay:
 
     def prep(self, p) -> None:
         if self.bar is not None:
-            self.bar.update(self.task, description="preparing data", completed=p.done, total=p.total,
-                            info=f"{p.seconds / 3600:.2f} h")
+            self.bar.update(
+                self.task,
+                description="preparing data",
+                completed=p.done,
+                total=p.total,
+                info=f"{p.seconds / 3600:.2f} h",
+            )
 
     def __call__(self, event) -> None:
         from w2vcli.console import err, warn
@@ -67,8 +81,10 @@ class TrainDisplay:
             warn(event.message)
         elif event.kind == "valid":
             m = event.metrics
-            err.print(f"update {m['update']}: valid WER {m['valid_wer']:.2%}  CER {m['valid_cer']:.2%}  "
-                      f"loss {m['valid_loss']:.3f}")
+            err.print(
+                f"update {m['update']}: valid WER {m['valid_wer']:.2%}  CER {m['valid_cer']:.2%}  "
+                f"loss {m['valid_loss']:.3f}"
+            )
         elif event.kind == "best":
             err.print("  [green]new best[/] (saved to best/)")
         elif event.kind in ("checkpoint", "done"):
@@ -95,12 +111,20 @@ def finish(result, run_dir: Path) -> None:
     health = _health(result.metrics)
     if health:
         err.print(health, markup=False)
-    how = {"max_updates": "reached --max-updates", "max_minutes": "reached --max-minutes",
-           "SIGINT": "interrupted", "SIGTERM": "terminated", "requested": "stopped"}[result.stop_reason]
+    how = {
+        "max_updates": "reached --max-updates",
+        "max_minutes": "reached --max-minutes",
+        "SIGINT": "interrupted",
+        "SIGTERM": "terminated",
+        "requested": "stopped",
+    }[result.stop_reason]
     err.print(f"{how} at update {result.update}; checkpoint {result.checkpoint}", markup=False)
     if result.best:
-        err.print(f"best valid WER {result.best['wer']:.2%} (CER {result.best['cer']:.2%}) at update "
-                  f"{result.best['update']}: {run_dir / 'best'}", markup=False)
+        err.print(
+            f"best valid WER {result.best['wer']:.2%} (CER {result.best['cer']:.2%}) at update "
+            f"{result.best['update']}: {run_dir / 'best'}",
+            markup=False,
+        )
     if result.stop_reason in EXIT_CODES:
         err.print("run the same command again to resume", markup=False)
     raise typer.Exit(EXIT_CODES.get(result.stop_reason, 0))
@@ -112,6 +136,8 @@ def _health(metrics: dict) -> str:
         return ""
     advice = {"collapsed": ": lower --lr or raise --diversity-weight", "at chance": ": not learning yet"}
     chance = metrics["accuracy"] / metrics["x_chance"] if metrics.get("x_chance") else 0.0
-    return (f"masked-frame accuracy {metrics['accuracy']:.3f} = {metrics['x_chance']:.1f}x chance ({chance:.3f}); "
-            f"code perplexity {metrics.get('code_perplexity', float('nan')):.0f}: "
-            f"{metrics['health']}{advice.get(metrics['health'], '')}")
+    return (
+        f"masked-frame accuracy {metrics['accuracy']:.3f} = {metrics['x_chance']:.1f}x chance ({chance:.3f}); "
+        f"code perplexity {metrics.get('code_perplexity', float('nan')):.0f}: "
+        f"{metrics['health']}{advice.get(metrics['health'], '')}"
+    )

@@ -13,7 +13,14 @@ Seed = Annotated[int, typer.Option("--seed", help="Random seed (splits, masks, i
 Workers = Annotated[int, typer.Option("--workers", min=0, help="Worker processes for audio decoding.")]
 # Training options shared by `pretrain` and `finetune`.
 ClipNorm = Annotated[float, typer.Option("--clip-norm", help="Gradient norm clip (0: off).")]
-Amp = Annotated[bool | None, typer.Option("--amp/--no-amp", help="Mixed precision. Default: on GPUs (bf16, else fp16), off on CPUs; --amp on a CPU trains in bf16 and needs AMX-BF16 (~1.6-1.9x faster there).", show_default=False)]
+Amp = Annotated[
+    bool | None,
+    typer.Option(
+        "--amp/--no-amp",
+        help="Mixed precision. Default: on GPUs (bf16, else fp16), off on CPUs; --amp on a CPU trains in bf16 and needs AMX-BF16 (~1.6-1.9x faster there).",
+        show_default=False,
+    ),
+]
 SaveEvery = Annotated[int, typer.Option("--save-every", help="Checkpoint every N updates.")]
 LogEvery = Annotated[int, typer.Option("--log-every", help="metrics.jsonl line every N updates.")]
 Fresh = Annotated[bool, typer.Option("--fresh", help="Start over instead of resuming RUN.")]
@@ -28,8 +35,19 @@ def _speed_factors(text: str | None) -> tuple[float, ...]:
     except ValueError:
         from w2vcli.errors import UsageError
 
-        raise UsageError(f"--speed-perturb takes comma-separated numbers such as 0.9,1,1.1, not {text!r}") from None
+        raise UsageError(
+            f"--speed-perturb takes comma-separated numbers such as 0.9,1,1.1, not {text!r}"
+        ) from None
 
 
 # The value reaching the command is the tuple of factors.
-SpeedPerturb = Annotated[str | None, typer.Option("--speed-perturb", metavar="F,F,...", callback=_speed_factors, help="Speed factors drawn per training utterance, e.g. 0.9,1,1.1 (tempo and pitch change together; more voices out of few).", show_default=False)]
+SpeedPerturb = Annotated[
+    str | None,
+    typer.Option(
+        "--speed-perturb",
+        metavar="F,F,...",
+        callback=_speed_factors,
+        help="Speed factors drawn per training utterance, e.g. 0.9,1,1.1 (tempo and pitch change together; more voices out of few).",
+        show_default=False,
+    ),
+]

@@ -11,10 +11,14 @@ import typer
 def convert(
     src: Annotated[Path, typer.Argument(help="A w2vcli checkpoint or a Hugging Face wav2vec 2.0 directory.")],
     dst: Annotated[Path, typer.Argument(help="Output directory.")],
-    to: Annotated[str, typer.Option("--to", help="w2v (our format) or hf (transformers' from_pretrained).")] = "w2v",
+    to: Annotated[
+        str, typer.Option("--to", help="w2v (our format) or hf (transformers' from_pretrained).")
+    ] = "w2v",
     overwrite: Annotated[
         bool,
-        typer.Option("--overwrite", help="DST may hold a model already: replace its model files (others are kept)."),
+        typer.Option(
+            "--overwrite", help="DST may hold a model already: replace its model files (others are kept)."
+        ),
     ] = False,
 ) -> None:
     """Import a Hugging Face wav2vec 2.0 model, or export ours for transformers.

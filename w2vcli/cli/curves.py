@@ -14,7 +14,10 @@ NOTES = {"x_chance": "masked-frame accuracy / chance: 1 = guessing, 2+ = learnin
 
 def curves(
     run: Annotated[Path, typer.Argument(help="A run directory of `w2v pretrain` or `w2v finetune`.")],
-    metric: Annotated[list[str] | None, typer.Option("--metric", "-m", help="Metric to draw (repeatable); default: the main ones present.")] = None,
+    metric: Annotated[
+        list[str] | None,
+        typer.Option("--metric", "-m", help="Metric to draw (repeatable); default: the main ones present."),
+    ] = None,
     width: Annotated[int, typer.Option("--width", min=10, help="Chart width in columns.")] = 60,
     height: Annotated[int, typer.Option("--height", min=2, help="Chart height in rows.")] = 8,
 ) -> None:
@@ -26,7 +29,9 @@ def curves(
     records = read_metrics(run / "metrics.jsonl")
     if not records:
         raise UsageError(f"no metrics in {run / 'metrics.jsonl'}; is {run} a training run?")
-    available = sorted({k for r in records for k, v in r.items() if isinstance(v, (int, float)) and k != "update"})
+    available = sorted(
+        {k for r in records for k, v in r.items() if isinstance(v, (int, float)) and k != "update"}
+    )
     keys = metric or [k for k in DEFAULT if k in available]
     unknown = [k for k in keys if k not in available]
     if unknown:

@@ -11,28 +11,163 @@ from w2vcli.cli.common import Amp, ClipNorm, Device, Fresh, LogEvery, SaveEvery,
 
 
 def finetune(
-    data: Annotated[Path, typer.Argument(help="A `w2v prep` output directory with transcripts (train.jsonl, valid.jsonl, vocabulary).")],
-    init: Annotated[str, typer.Option("--init", help="Run directory, checkpoint, Hugging Face model dir, or none (from scratch).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory: checkpoints, best/, metrics.jsonl.")],
-    preset: Annotated[str | None, typer.Option("--preset", help="Recipe (and, with --init none, model size): tiny, base or large. Default: tiny from scratch, else the recipe of the model's size.", show_default=False)] = None,
-    max_updates: Annotated[int | None, typer.Option("--max-updates", help="Update budget (recipe: tiny 2,000, base 13,000). With --max-minutes the schedule ends with whichever budget is spent first.", show_default=False)] = None,
-    max_minutes: Annotated[float | None, typer.Option("--max-minutes", help="Time budget of the run (resumes included): the tri-stage schedule, freezing and validation follow the fraction spent.", show_default=False)] = None,
-    batch_seconds: Annotated[float | None, typer.Option("--batch-seconds", help="Padded audio seconds per batch and device (recipe: tiny 10, base 60).", show_default=False)] = None,
-    accumulate: Annotated[int, typer.Option("--accumulate", help="Batches per update (gradient accumulation).")] = 1,
-    lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate, tri-stage schedule (recipe: tiny 2e-3, base 5e-5).", show_default=False)] = None,
-    warmup: Annotated[float | None, typer.Option("--warmup", help="Warm-up: below 1 a fraction of the budget, else updates (recipe: 0.1).", show_default=False)] = None,
-    hold: Annotated[float | None, typer.Option("--hold", help="Time at the peak lr: below 1 a fraction of the budget, else updates (recipe: 0.4).", show_default=False)] = None,
-    best_by: Annotated[str | None, typer.Option("--best-by", help="RUN/best keeps the lowest validation wer or cer, ties broken by the other (recipe: tiny cer, base wer).", show_default=False)] = None,
-    train_feature_encoder: Annotated[bool | None, typer.Option("--train-feature-encoder/--freeze-feature-encoder", help="Whether the CNN feature encoder learns; recipe: tiny yes, base and large only from scratch (--init none).", show_default=False)] = None,
-    freeze_updates: Annotated[float, typer.Option("--freeze-updates", help="Train only the CTC head at first: N updates, or below 1 a fraction of the budget.")] = 0,
-    reinit_layers: Annotated[int, typer.Option("--reinit-layers", min=0, help="Re-initialise the top N transformer layers of the pretrained model first (small models' top layers serve the pretraining task).")] = 0,
-    valid_every: Annotated[float | None, typer.Option("--valid-every", help="Validate (WER/CER) every N updates, or below 1 each time this fraction of the budget passes (recipe: tiny 0.05, base 0.02).", show_default=False)] = None,
-    mask_prob: Annotated[float | None, typer.Option("--mask-prob", help="Time-mask probability x length (recipe: tiny 0.1, base 0.65).", show_default=False)] = None,
-    mask_length: Annotated[int | None, typer.Option("--mask-length", help="Time-mask span in frames (recipe: tiny 5, base 10).", show_default=False)] = None,
-    mask_channel_prob: Annotated[float | None, typer.Option("--mask-channel-prob", help="Channel-mask probability x length (recipe: tiny 0.05, base 0.25).", show_default=False)] = None,
-    mask_channel_length: Annotated[int | None, typer.Option("--mask-channel-length", help="Channel-mask span (recipe: tiny 16, base 64).", show_default=False)] = None,
-    dropout: Annotated[float | None, typer.Option("--dropout", help="Transformer dropout (hidden, attention, feature projection); default: the model's.", show_default=False)] = None,
-    layerdrop: Annotated[float | None, typer.Option("--layerdrop", help="Probability of skipping each transformer layer in training; default: the model's.", show_default=False)] = None,
+    data: Annotated[
+        Path,
+        typer.Argument(
+            help="A `w2v prep` output directory with transcripts (train.jsonl, valid.jsonl, vocabulary)."
+        ),
+    ],
+    init: Annotated[
+        str,
+        typer.Option(
+            "--init", help="Run directory, checkpoint, Hugging Face model dir, or none (from scratch)."
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Run directory: checkpoints, best/, metrics.jsonl.")
+    ],
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            "--preset",
+            help="Recipe (and, with --init none, model size): tiny, base or large. Default: tiny from scratch, else the recipe of the model's size.",
+            show_default=False,
+        ),
+    ] = None,
+    max_updates: Annotated[
+        int | None,
+        typer.Option(
+            "--max-updates",
+            help="Update budget (recipe: tiny 2,000, base 13,000). With --max-minutes the schedule ends with whichever budget is spent first.",
+            show_default=False,
+        ),
+    ] = None,
+    max_minutes: Annotated[
+        float | None,
+        typer.Option(
+            "--max-minutes",
+            help="Time budget of the run (resumes included): the tri-stage schedule, freezing and validation follow the fraction spent.",
+            show_default=False,
+        ),
+    ] = None,
+    batch_seconds: Annotated[
+        float | None,
+        typer.Option(
+            "--batch-seconds",
+            help="Padded audio seconds per batch and device (recipe: tiny 10, base 60).",
+            show_default=False,
+        ),
+    ] = None,
+    accumulate: Annotated[
+        int, typer.Option("--accumulate", help="Batches per update (gradient accumulation).")
+    ] = 1,
+    lr: Annotated[
+        float | None,
+        typer.Option(
+            "--lr",
+            help="Peak learning rate, tri-stage schedule (recipe: tiny 2e-3, base 5e-5).",
+            show_default=False,
+        ),
+    ] = None,
+    warmup: Annotated[
+        float | None,
+        typer.Option(
+            "--warmup",
+            help="Warm-up: below 1 a fraction of the budget, else updates (recipe: 0.1).",
+            show_default=False,
+        ),
+    ] = None,
+    hold: Annotated[
+        float | None,
+        typer.Option(
+            "--hold",
+            help="Time at the peak lr: below 1 a fraction of the budget, else updates (recipe: 0.4).",
+            show_default=False,
+        ),
+    ] = None,
+    best_by: Annotated[
+        str | None,
+        typer.Option(
+            "--best-by",
+            help="RUN/best keeps the lowest validation wer or cer, ties broken by the other (recipe: tiny cer, base wer).",
+            show_default=False,
+        ),
+    ] = None,
+    train_feature_encoder: Annotated[
+        bool | None,
+        typer.Option(
+            "--train-feature-encoder/--freeze-feature-encoder",
+            help="Whether the CNN feature encoder learns; recipe: tiny yes, base and large only from scratch (--init none).",
+            show_default=False,
+        ),
+    ] = None,
+    freeze_updates: Annotated[
+        float,
+        typer.Option(
+            "--freeze-updates",
+            help="Train only the CTC head at first: N updates, or below 1 a fraction of the budget.",
+        ),
+    ] = 0,
+    reinit_layers: Annotated[
+        int,
+        typer.Option(
+            "--reinit-layers",
+            min=0,
+            help="Re-initialise the top N transformer layers of the pretrained model first (small models' top layers serve the pretraining task).",
+        ),
+    ] = 0,
+    valid_every: Annotated[
+        float | None,
+        typer.Option(
+            "--valid-every",
+            help="Validate (WER/CER) every N updates, or below 1 each time this fraction of the budget passes (recipe: tiny 0.05, base 0.02).",
+            show_default=False,
+        ),
+    ] = None,
+    mask_prob: Annotated[
+        float | None,
+        typer.Option(
+            "--mask-prob",
+            help="Time-mask probability x length (recipe: tiny 0.1, base 0.65).",
+            show_default=False,
+        ),
+    ] = None,
+    mask_length: Annotated[
+        int | None,
+        typer.Option(
+            "--mask-length", help="Time-mask span in frames (recipe: tiny 5, base 10).", show_default=False
+        ),
+    ] = None,
+    mask_channel_prob: Annotated[
+        float | None,
+        typer.Option(
+            "--mask-channel-prob",
+            help="Channel-mask probability x length (recipe: tiny 0.05, base 0.25).",
+            show_default=False,
+        ),
+    ] = None,
+    mask_channel_length: Annotated[
+        int | None,
+        typer.Option(
+            "--mask-channel-length", help="Channel-mask span (recipe: tiny 16, base 64).", show_default=False
+        ),
+    ] = None,
+    dropout: Annotated[
+        float | None,
+        typer.Option(
+            "--dropout",
+            help="Transformer dropout (hidden, attention, feature projection); default: the model's.",
+            show_default=False,
+        ),
+    ] = None,
+    layerdrop: Annotated[
+        float | None,
+        typer.Option(
+            "--layerdrop",
+            help="Probability of skipping each transformer layer in training; default: the model's.",
+            show_default=False,
+        ),
+    ] = None,
     speed_perturb: SpeedPerturb = None,
     clip_norm: ClipNorm = 10.0,
     amp: Amp = None,
@@ -59,8 +194,12 @@ def finetune(
     from w2vcli.pipelines.finetune import finetune as run_finetune
     from w2vcli.recipes import finetune_settings, recipe_for
 
-    model_flags = {"mask_time_prob": mask_prob, "mask_time_length": mask_length,
-                   "mask_feature_prob": mask_channel_prob, "mask_feature_length": mask_channel_length}
+    model_flags = {
+        "mask_time_prob": mask_prob,
+        "mask_time_length": mask_length,
+        "mask_feature_prob": mask_channel_prob,
+        "mask_feature_length": mask_channel_length,
+    }
     if dropout is not None:
         model_flags.update(hidden_dropout=dropout, attention_dropout=dropout, feat_proj_dropout=dropout)
     if layerdrop is not None:
@@ -73,12 +212,30 @@ def finetune(
         from w2vcli.pipelines._training import init_source
 
         name = recipe_for(load_any(init_source(init)).config)
-    train_flags = {"max_updates": max_updates, "max_minutes": max_minutes, "batch_seconds": batch_seconds,
-                   "accumulate": accumulate, "lr": lr, "warmup": warmup, "hold": hold, "best_by": best_by,
-                   "train_feature_encoder": train_feature_encoder, "freeze_updates": freeze_updates,
-                   "reinit_layers": reinit_layers, "valid_every": valid_every, "clip_norm": clip_norm, "amp": amp,
-                   "save_every": save_every, "log_every": log_every, "keep": keep, "fresh": fresh,
-                   "device": device, "seed": seed, "workers": workers, "speed_perturb": speed_perturb}
+    train_flags = {
+        "max_updates": max_updates,
+        "max_minutes": max_minutes,
+        "batch_seconds": batch_seconds,
+        "accumulate": accumulate,
+        "lr": lr,
+        "warmup": warmup,
+        "hold": hold,
+        "best_by": best_by,
+        "train_feature_encoder": train_feature_encoder,
+        "freeze_updates": freeze_updates,
+        "reinit_layers": reinit_layers,
+        "valid_every": valid_every,
+        "clip_norm": clip_norm,
+        "amp": amp,
+        "save_every": save_every,
+        "log_every": log_every,
+        "keep": keep,
+        "fresh": fresh,
+        "device": device,
+        "seed": seed,
+        "workers": workers,
+        "speed_perturb": speed_perturb,
+    }
     cfg, overrides = finetune_settings(name, train_flags, model_flags)
     model = get_preset(name)
     model.replace(**overrides)  # a bad rate is refused here, before RUN is touched

@@ -10,8 +10,12 @@ import typer
 
 
 def info(
-    model: Annotated[Path, typer.Argument(help="A w2vcli checkpoint or a Hugging Face wav2vec 2.0 directory.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a table.")] = False,
+    model: Annotated[
+        Path, typer.Argument(help="A w2vcli checkpoint or a Hugging Face wav2vec 2.0 directory.")
+    ],
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print one JSON object instead of a table.")
+    ] = False,
 ) -> None:
     """Describe a model: head, architecture, parameters, vocabulary."""
     from rich.table import Table
@@ -27,7 +31,7 @@ def info(
         "parameters": sum(p.numel() for p in ckpt.model.parameters()),
         "feature_encoder": f"{len(cfg.conv_dim)} conv x {cfg.conv_dim[0]} ch, {cfg.feat_extract_norm} norm",
         "transformer": f"{cfg.num_hidden_layers} layers x {cfg.hidden_size} dim, {cfg.num_attention_heads} heads, "
-                       f"{'pre' if cfg.do_stable_layer_norm else 'post'}-LN",
+        f"{'pre' if cfg.do_stable_layer_norm else 'post'}-LN",
         "waveform_normalization": cfg.do_normalize,
         "frame_ms": 1000 * cfg.frame_stride / 16000,
         "vocab_size": len(ckpt.vocab) if ckpt.vocab else None,

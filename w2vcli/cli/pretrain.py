@@ -11,26 +11,150 @@ from w2vcli.cli.common import Amp, ClipNorm, Device, Fresh, LogEvery, SaveEvery,
 
 
 def pretrain(
-    data: Annotated[Path, typer.Argument(help="A `w2v prep` output directory, or a folder of audio (prepared into RUN/data).")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory: checkpoints, metrics.jsonl, train.json.")],
-    init: Annotated[str | None, typer.Option("--init", help="Continue pretraining this model: a pretraining run or checkpoint of ours, a Hugging Face Wav2Vec2ForPreTraining directory, or a CTC/backbone model (its quantizer starts fresh). The architecture comes from it.", show_default=False)] = None,
-    preset: Annotated[str | None, typer.Option("--preset", help="Model size and its recipe: tiny (default), base or large. With --init: the recipe only (default: the one of the model's size).", show_default=False)] = None,
-    max_updates: Annotated[int | None, typer.Option("--max-updates", help="Update budget (recipe: tiny 10,000, base 400,000). With --max-minutes the schedule ends with whichever budget is spent first.", show_default=False)] = None,
-    max_minutes: Annotated[float | None, typer.Option("--max-minutes", help="Time budget of the run (resumes included): warm-up, lr decay and the Gumbel temperature follow the fraction spent, so the schedule completes on any machine.", show_default=False)] = None,
-    batch_seconds: Annotated[float | None, typer.Option("--batch-seconds", help="Audio seconds per batch and device (recipe: tiny 8, base 60).", show_default=False)] = None,
-    accumulate: Annotated[int, typer.Option("--accumulate", help="Batches per update (gradient accumulation).")] = 1,
-    lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate (recipe: tiny 1e-3, base 5e-4, large 3e-4).", show_default=False)] = None,
-    warmup: Annotated[float | None, typer.Option("--warmup", help="Warm-up: below 1 a fraction of the budget, else updates (recipe: tiny 0.05, base 0.08).", show_default=False)] = None,
-    crop_seconds: Annotated[float | None, typer.Option("--crop-seconds", help="Longest crop per utterance (recipe: tiny 2, base 15.6).", show_default=False)] = None,
-    num_negatives: Annotated[int | None, typer.Option("--num-negatives", help="Distractors per masked frame, K (recipe: tiny 20, base 100).", show_default=False)] = None,
-    codebook_size: Annotated[int | None, typer.Option("--codebook-size", help="Entries per codebook group, V (recipe: tiny 64, base 320).", show_default=False)] = None,
-    mask_prob: Annotated[float | None, typer.Option("--mask-prob", help="Span-mask probability x length (recipe: tiny 0.3, base 0.65).", show_default=False)] = None,
-    mask_length: Annotated[int | None, typer.Option("--mask-length", help="Masked span length in frames (recipe: tiny 5, base 10).", show_default=False)] = None,
-    diversity_weight: Annotated[float | None, typer.Option("--diversity-weight", help="Weight of the codebook diversity loss (recipe: tiny 0.5, base 0.1).", show_default=False)] = None,
-    gumbel_decay: Annotated[float | None, typer.Option("--gumbel-decay", help="Instead of --gumbel-anneal: temperature x this per update (the paper's 0.999995 suits 400k updates).", show_default=False)] = None,
-    gumbel_anneal: Annotated[float | None, typer.Option("--gumbel-anneal", help="Fraction of the budget over which the temperature falls from --gumbel-start to --gumbel-end (recipe: tiny 0.4, base 0.7).", show_default=False)] = None,
-    gumbel_start: Annotated[float | None, typer.Option("--gumbel-start", help="Initial Gumbel softmax temperature (recipe: tiny 20, base 2).", show_default=False)] = None,
-    gumbel_end: Annotated[float | None, typer.Option("--gumbel-end", help="Final Gumbel softmax temperature (recipe: 0.5; large 0.1).", show_default=False)] = None,
+    data: Annotated[
+        Path,
+        typer.Argument(help="A `w2v prep` output directory, or a folder of audio (prepared into RUN/data)."),
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Run directory: checkpoints, metrics.jsonl, train.json.")
+    ],
+    init: Annotated[
+        str | None,
+        typer.Option(
+            "--init",
+            help="Continue pretraining this model: a pretraining run or checkpoint of ours, a Hugging Face Wav2Vec2ForPreTraining directory, or a CTC/backbone model (its quantizer starts fresh). The architecture comes from it.",
+            show_default=False,
+        ),
+    ] = None,
+    preset: Annotated[
+        str | None,
+        typer.Option(
+            "--preset",
+            help="Model size and its recipe: tiny (default), base or large. With --init: the recipe only (default: the one of the model's size).",
+            show_default=False,
+        ),
+    ] = None,
+    max_updates: Annotated[
+        int | None,
+        typer.Option(
+            "--max-updates",
+            help="Update budget (recipe: tiny 10,000, base 400,000). With --max-minutes the schedule ends with whichever budget is spent first.",
+            show_default=False,
+        ),
+    ] = None,
+    max_minutes: Annotated[
+        float | None,
+        typer.Option(
+            "--max-minutes",
+            help="Time budget of the run (resumes included): warm-up, lr decay and the Gumbel temperature follow the fraction spent, so the schedule completes on any machine.",
+            show_default=False,
+        ),
+    ] = None,
+    batch_seconds: Annotated[
+        float | None,
+        typer.Option(
+            "--batch-seconds",
+            help="Audio seconds per batch and device (recipe: tiny 8, base 60).",
+            show_default=False,
+        ),
+    ] = None,
+    accumulate: Annotated[
+        int, typer.Option("--accumulate", help="Batches per update (gradient accumulation).")
+    ] = 1,
+    lr: Annotated[
+        float | None,
+        typer.Option(
+            "--lr", help="Peak learning rate (recipe: tiny 1e-3, base 5e-4, large 3e-4).", show_default=False
+        ),
+    ] = None,
+    warmup: Annotated[
+        float | None,
+        typer.Option(
+            "--warmup",
+            help="Warm-up: below 1 a fraction of the budget, else updates (recipe: tiny 0.05, base 0.08).",
+            show_default=False,
+        ),
+    ] = None,
+    crop_seconds: Annotated[
+        float | None,
+        typer.Option(
+            "--crop-seconds",
+            help="Longest crop per utterance (recipe: tiny 2, base 15.6).",
+            show_default=False,
+        ),
+    ] = None,
+    num_negatives: Annotated[
+        int | None,
+        typer.Option(
+            "--num-negatives",
+            help="Distractors per masked frame, K (recipe: tiny 20, base 100).",
+            show_default=False,
+        ),
+    ] = None,
+    codebook_size: Annotated[
+        int | None,
+        typer.Option(
+            "--codebook-size",
+            help="Entries per codebook group, V (recipe: tiny 64, base 320).",
+            show_default=False,
+        ),
+    ] = None,
+    mask_prob: Annotated[
+        float | None,
+        typer.Option(
+            "--mask-prob",
+            help="Span-mask probability x length (recipe: tiny 0.3, base 0.65).",
+            show_default=False,
+        ),
+    ] = None,
+    mask_length: Annotated[
+        int | None,
+        typer.Option(
+            "--mask-length",
+            help="Masked span length in frames (recipe: tiny 5, base 10).",
+            show_default=False,
+        ),
+    ] = None,
+    diversity_weight: Annotated[
+        float | None,
+        typer.Option(
+            "--diversity-weight",
+            help="Weight of the codebook diversity loss (recipe: tiny 0.5, base 0.1).",
+            show_default=False,
+        ),
+    ] = None,
+    gumbel_decay: Annotated[
+        float | None,
+        typer.Option(
+            "--gumbel-decay",
+            help="Instead of --gumbel-anneal: temperature x this per update (the paper's 0.999995 suits 400k updates).",
+            show_default=False,
+        ),
+    ] = None,
+    gumbel_anneal: Annotated[
+        float | None,
+        typer.Option(
+            "--gumbel-anneal",
+            help="Fraction of the budget over which the temperature falls from --gumbel-start to --gumbel-end (recipe: tiny 0.4, base 0.7).",
+            show_default=False,
+        ),
+    ] = None,
+    gumbel_start: Annotated[
+        float | None,
+        typer.Option(
+            "--gumbel-start",
+            help="Initial Gumbel softmax temperature (recipe: tiny 20, base 2).",
+            show_default=False,
+        ),
+    ] = None,
+    gumbel_end: Annotated[
+        float | None,
+        typer.Option(
+            "--gumbel-end",
+            help="Final Gumbel softmax temperature (recipe: 0.5; large 0.1).",
+            show_default=False,
+        ),
+    ] = None,
     speed_perturb: SpeedPerturb = None,
     clip_norm: ClipNorm = 10.0,
     amp: Amp = None,
@@ -60,15 +184,36 @@ def pretrain(
 
     if gumbel_decay is not None and gumbel_anneal is not None:
         raise UsageError("give --gumbel-decay or --gumbel-anneal, not both")
-    model_flags = {"num_negatives": num_negatives, "num_codevectors_per_group": codebook_size,
-                   "mask_time_prob": mask_prob, "mask_time_length": mask_length,
-                   "diversity_loss_weight": diversity_weight}
-    train_flags = {"max_updates": max_updates, "max_minutes": max_minutes, "batch_seconds": batch_seconds,
-                   "accumulate": accumulate, "lr": lr, "warmup": warmup, "crop_seconds": crop_seconds,
-                   "gumbel_decay": gumbel_decay, "gumbel_anneal": gumbel_anneal, "gumbel_start": gumbel_start,
-                   "gumbel_end": gumbel_end, "clip_norm": clip_norm, "amp": amp, "save_every": save_every,
-                   "log_every": log_every, "keep": keep, "fresh": fresh, "device": device, "seed": seed,
-                   "workers": workers, "speed_perturb": speed_perturb}
+    model_flags = {
+        "num_negatives": num_negatives,
+        "num_codevectors_per_group": codebook_size,
+        "mask_time_prob": mask_prob,
+        "mask_time_length": mask_length,
+        "diversity_loss_weight": diversity_weight,
+    }
+    train_flags = {
+        "max_updates": max_updates,
+        "max_minutes": max_minutes,
+        "batch_seconds": batch_seconds,
+        "accumulate": accumulate,
+        "lr": lr,
+        "warmup": warmup,
+        "crop_seconds": crop_seconds,
+        "gumbel_decay": gumbel_decay,
+        "gumbel_anneal": gumbel_anneal,
+        "gumbel_start": gumbel_start,
+        "gumbel_end": gumbel_end,
+        "clip_norm": clip_norm,
+        "amp": amp,
+        "save_every": save_every,
+        "log_every": log_every,
+        "keep": keep,
+        "fresh": fresh,
+        "device": device,
+        "seed": seed,
+        "workers": workers,
+        "speed_perturb": speed_perturb,
+    }
     name = preset or "tiny"
     if init is not None:
         check_init_flags(init, model_flags)  # before anything is written
@@ -79,5 +224,7 @@ def pretrain(
             name = recipe_for(load_any(init_source(init)).config)
     cfg, model = pretrain_settings(name, train_flags, model_flags)
     with TrainDisplay("pretraining") as display:
-        result = run_pretrain(data, out, cfg, model, on_event=display, on_prep_progress=display.prep, init=init)
+        result = run_pretrain(
+            data, out, cfg, model, on_event=display, on_prep_progress=display.prep, init=init
+        )
     finish(result, out)

@@ -62,7 +62,8 @@ def transcribe(
     stride_seconds: Annotated[
         float,
         typer.Option(
-            "--stride-seconds", min=0,
+            "--stride-seconds",
+            min=0,
             help="Context on each side of a chunk border, dropped after (30 s chunks with 2.5 s compute 1.2x the audio).",
         ),
     ] = 2.5,
@@ -78,7 +79,9 @@ def transcribe(
     beam: Annotated[
         int | None,
         typer.Option(
-            "--beam", min=1, help=f"Prefix beam search width (default 1 = greedy, {LM_BEAM} with --lm or --lexicon)."
+            "--beam",
+            min=1,
+            help=f"Prefix beam search width (default 1 = greedy, {LM_BEAM} with --lm or --lexicon).",
         ),
     ] = None,
     lm: Annotated[

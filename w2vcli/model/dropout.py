@@ -42,8 +42,9 @@ class Dropout(nn.Dropout):
         return dropout(x, self.p, self.training)
 
 
-def attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None,
-              p: float) -> torch.Tensor:
+def attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, attn_mask: torch.Tensor | None, p: float
+) -> torch.Tensor:
     """softmax(q k^T / sqrt(d) + mask) with dropout p, times v: q, k, v (B, H, T, D/H), attn_mask a
     bool (B, 1, 1, T) of keys that may be attended to. What SDPA computes, for training on CPUs."""
     scores = torch.matmul(q, k.transpose(-1, -2)) * q.shape[-1] ** -0.5  # (B, H, T, T)

@@ -44,8 +44,12 @@ class ConvBlock(nn.Module):
         else:
             weight = self.conv.weight.unsqueeze(2).contiguous(memory_format=torch.channels_last)
             x = F.conv2d(x, weight, self.conv.bias, stride=(1, self.conv.stride[0]))
-        if (self.norm == "group" and torch.is_grad_enabled() and x.device.type == "cpu"
-                and x.is_contiguous(memory_format=torch.channels_last)):
+        if (
+            self.norm == "group"
+            and torch.is_grad_enabled()
+            and x.device.type == "cpu"
+            and x.is_contiguous(memory_format=torch.channels_last)
+        ):
             norm = self.layer_norm
             x = _ChannelNorm.apply(x, norm.weight, norm.bias, norm.eps)
         elif self.norm == "group":
@@ -56,10 +60,17 @@ class ConvBlock(nn.Module):
 
     def _winograd_applies(self, x: torch.Tensor) -> bool:
         """The kernel-3, stride-2 layers of one utterance at fp32 CPU inference (transcription)."""
-        return (self.conv.kernel_size[0] == 3 and self.conv.stride[0] == 2 and x.shape[0] == 1
-                and x.shape[-1] >= 5 and x.device.type == "cpu" and x.dtype == torch.float32
-                and x.is_contiguous(memory_format=torch.channels_last)
-                and not torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu"))
+        return (
+            self.conv.kernel_size[0] == 3
+            and self.conv.stride[0] == 2
+            and x.shape[0] == 1
+            and x.shape[-1] >= 5
+            and x.device.type == "cpu"
+            and x.dtype == torch.float32
+            and x.is_contiguous(memory_format=torch.channels_last)
+            and not torch.is_grad_enabled()
+            and not torch.is_autocast_enabled("cpu")
+        )
 
     def _winograd_weights(self) -> tuple[torch.Tensor, ...]:
         """W0, W1, W2 and W0 + W2 of `_conv_k3s2`, each a contiguous (C_in, C_out) matrix: a strided slice
@@ -98,8 +109,11 @@ class ConvBlock(nn.Module):
         odd = xs[1 : 2 * t : 2]  # (T, C_in) rows 2C_in apart
         if out is None:
             out = odd.new_empty(t, w1.shape[1])
-        y = torch.addmm(self.conv.bias, odd, w1, out=out) if self.conv.bias is not None else torch.mm(
-            odd, w1, out=out)  # (T, C_out)
+        y = (
+            torch.addmm(self.conv.bias, odd, w1, out=out)
+            if self.conv.bias is not None
+            else torch.mm(odd, w1, out=out)
+        )  # (T, C_out)
         quads = xs[: 4 * pairs].view(pairs, 4, xs.shape[1])  # samples 4s .. 4s+3
         e0, e1, e2 = quads[:, 0], quads[:, 2], xs[4 : 4 * pairs + 4 : 4]  # (S, C_in): e[2s], e[2s+1], e[2s+2]
         pair = y[: 2 * pairs].view(pairs, 2, y.shape[1])  # (S, 2, C_out): y[2s], y[2s+1]
@@ -117,8 +131,11 @@ class ConvBlock(nn.Module):
         k, s = self.conv.kernel_size[0], self.conv.stride[0]
         frames = wav.unfold(-1, k, s)  # (B, N', k), a view
         weight = self.conv.weight[:, 0, :].t()  # (k, C)
-        y = frames @ weight if self.conv.bias is None else torch.addmm(
-            self.conv.bias, frames.reshape(-1, k), weight).view(*frames.shape[:2], -1)  # (B, N', C)
+        y = (
+            frames @ weight
+            if self.conv.bias is None
+            else torch.addmm(self.conv.bias, frames.reshape(-1, k), weight).view(*frames.shape[:2], -1)
+        )  # (B, N', C)
         return y[:, None].permute(0, 3, 1, 2)
 
     def _conv_group_norm_mono(self, wav: torch.Tensor) -> torch.Tensor:
@@ -224,10 +241,18 @@ class FeatureEncoder(nn.Module):
             return False
         first, second = self.conv_layers[0], self.conv_layers[1]
         shortest = first.conv.kernel_size[0] + 2 * first.conv.stride[0]  # 3 first-layer frames: 1 output
-        return (first.norm == "group" and second.norm is None and second.conv.kernel_size[0] == 3
-                and second.conv.stride[0] == 2 and wav.shape[0] == 1 and wav.shape[1] >= shortest
-                and wav.device.type == "cpu" and wav.dtype == torch.float32
-                and not torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu"))
+        return (
+            first.norm == "group"
+            and second.norm is None
+            and second.conv.kernel_size[0] == 3
+            and second.conv.stride[0] == 2
+            and wav.shape[0] == 1
+            and wav.shape[1] >= shortest
+            and wav.device.type == "cpu"
+            and wav.dtype == torch.float32
+            and not torch.is_grad_enabled()
+            and not torch.is_autocast_enabled("cpu")
+        )
 
     def _first_two_in_blocks(self, wav: torch.Tensor) -> torch.Tensor:
         """Inference: the first two layers a block of time at a time. The first layer's output (C floats

@@ -20,7 +20,9 @@ from w2vcli.config import ModelConfig
 class Quantized:
     vectors: torch.Tensor  # (M, D)
     codes: torch.Tensor  # (M, G) chosen entry per group
-    prob_perplexity: torch.Tensor  # perplexity of the averaged softmax (soft in train, hard in eval); feeds L_d
+    prob_perplexity: (
+        torch.Tensor
+    )  # perplexity of the averaged softmax (soft in train, hard in eval); feeds L_d
     code_perplexity: torch.Tensor  # perplexity of the argmax codes (no Gumbel noise)
 
 
@@ -42,8 +44,9 @@ class GumbelVectorQuantizer(nn.Module):
         super().__init__()
         self.groups = config.num_codevector_groups
         self.entries = config.num_codevectors_per_group
-        self.codevectors = nn.Parameter(torch.empty(1, self.groups * self.entries,
-                                                    config.codevector_dim // self.groups))
+        self.codevectors = nn.Parameter(
+            torch.empty(1, self.groups * self.entries, config.codevector_dim // self.groups)
+        )
         self.weight_proj = nn.Linear(config.conv_dim[-1], self.groups * self.entries)
         self.temperature = 2.0  # set by the trainer from gumbel_temperature(update)
         self.reset_parameters()

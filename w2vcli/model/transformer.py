@@ -138,7 +138,9 @@ class Attention(nn.Module):
             for p in (self.q_proj, self.k_proj, self.v_proj)
         )  # (B, H, T, D/H)
         if self.training and self.dropout > 0 and x.device.type == "cpu":
-            y = attention(q, k, v, attn_mask, self.dropout)  # SDPA's dropout is slow on CPUs (model/dropout.py)
+            y = attention(
+                q, k, v, attn_mask, self.dropout
+            )  # SDPA's dropout is slow on CPUs (model/dropout.py)
         else:
             y = F.scaled_dot_product_attention(
                 q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0

@@ -138,8 +138,17 @@ class Wav2Vec2ForPreTraining(nn.Module):
         loss_c, accuracy = contrastive_loss(logits)
         loss_d = diversity_loss(q.prob_perplexity, cfg.num_codevectors)
         loss = loss_c + cfg.diversity_loss_weight * loss_d + cfg.feature_penalty_weight * out.features_pen
-        return PretrainingOutput(loss, loss_c, loss_d, out.features_pen, accuracy, q.prob_perplexity,
-                                 q.code_perplexity, int(flat.sum()), logits)
+        return PretrainingOutput(
+            loss,
+            loss_c,
+            loss_d,
+            out.features_pen,
+            accuracy,
+            q.prob_perplexity,
+            q.code_perplexity,
+            int(flat.sum()),
+            logits,
+        )
 
 
 class Wav2Vec2ForCTC(nn.Module):

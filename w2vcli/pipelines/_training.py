@@ -44,16 +44,24 @@ def open_run(run: RunDir, cfg: TrainConfig, dist: Dist, device: torch.device, on
     if dist.main:
         stale = run.remove_partial()
         if stale and on_event:
-            on_event(Event("warning", 0, 0, message=f"removed {len(stale)} half-written checkpoint(s) "
-                                                    f"of an interrupted run, e.g. {stale[0].name}"))
+            on_event(
+                Event(
+                    "warning",
+                    0,
+                    0,
+                    message=f"removed {len(stale)} half-written checkpoint(s) "
+                    f"of an interrupted run, e.g. {stale[0].name}",
+                )
+            )
         if cfg.fresh:
             run.clear()
     distributed.barrier(dist)
     return run
 
 
-def resolve_data(data: str | os.PathLike, run: RunDir, dist: Dist, on_prep_progress=None,
-                 unlabelled: bool = True) -> Path:
+def resolve_data(
+    data: str | os.PathLike, run: RunDir, dist: Dist, on_prep_progress=None, unlabelled: bool = True
+) -> Path:
     """A prep output directory as is; a plain folder of audio is prepared into RUN/data first (rank 0)."""
     data = Path(data)
     if (data / "train.jsonl").is_file():
@@ -61,7 +69,9 @@ def resolve_data(data: str | os.PathLike, run: RunDir, dist: Dist, on_prep_progr
     if not data.exists():
         raise UsageError(f"DATA {data} does not exist; give a `w2v prep` output or a folder of audio")
     if not unlabelled:
-        raise UsageError(f"{data} has no train.jsonl; prepare labelled data with `w2v prep --transcripts ...` first")
+        raise UsageError(
+            f"{data} has no train.jsonl; prepare labelled data with `w2v prep --transcripts ...` first"
+        )
     if dist.main:
         from w2vcli.pipelines.prep import PrepOptions, prepare
 
@@ -72,8 +82,13 @@ def resolve_data(data: str | os.PathLike, run: RunDir, dist: Dist, on_prep_progr
     return run.data
 
 
-def load_split(data_dir: Path, split: str, min_seconds: float, max_seconds: float | None = None,
-               require_text: bool = False) -> tuple[list, dict]:
+def load_split(
+    data_dir: Path,
+    split: str,
+    min_seconds: float,
+    max_seconds: float | None = None,
+    require_text: bool = False,
+) -> tuple[list, dict]:
     path = data_dir / f"{split}.jsonl"
     if not path.is_file():
         return [], {}
@@ -87,8 +102,15 @@ def resume_config(run: RunDir, given: ModelConfig, fresh: bool, on_event=None) -
         return given
     saved = ModelConfig.load(latest)
     if saved != given and on_event:
-        on_event(Event("warning", 0, 0, message=f"resuming {latest} with its own model settings; "
-                                                "flags that change the model need --fresh"))
+        on_event(
+            Event(
+                "warning",
+                0,
+                0,
+                message=f"resuming {latest} with its own model settings; "
+                "flags that change the model need --fresh",
+            )
+        )
     return saved
 
 
@@ -96,7 +118,9 @@ def init_source(init: str) -> Path:
     """`--init`: a run directory (its best, else latest checkpoint), a checkpoint, or a Hugging Face dir."""
     path = Path(init)
     if not path.is_dir():
-        raise UsageError(f"--init {init}: no such directory; give a run, a checkpoint, a Hugging Face model or none")
+        raise UsageError(
+            f"--init {init}: no such directory; give a run, a checkpoint, a Hugging Face model or none"
+        )
     run = RunDir(path)
     if is_checkpoint(run.best):
         return run.best

@@ -57,7 +57,9 @@ def _read_file(path, plan: ChunkPlan, index: int, normalize: bool) -> Iterator[E
             if len(chunk.wav) < plan.field:
                 raise W2VError(f"{path}: too short to transcribe ({len(chunk.wav)} samples at 16 kHz)")
             if not np.isfinite(chunk.wav).all():
-                raise W2VError(f"{path}: NaN or Inf samples near {chunk.start_frame * plan.frame / SAMPLE_RATE:.2f} s")
+                raise W2VError(
+                    f"{path}: NaN or Inf samples near {chunk.start_frame * plan.frame / SAMPLE_RATE:.2f} s"
+                )
             yield Event("chunk", index, chunk, stats=stats)
     except Exception as e:  # noqa: BLE001 - whatever the reader meets is this input's error, never the run's
         known = isinstance(e, (W2VError, OSError, MemoryError, sf.LibsndfileError))

@@ -77,24 +77,40 @@ class FinetuneTask:
         time_mask = feature_mask = None
         if c.mask_time_prob > 0:
             lengths = frame_lengths(c, batch.lengths)
-            time_mask = compute_mask_indices((b, t), c.mask_time_prob, c.mask_time_length, lengths,
-                                             c.mask_time_min_masks, generator).to(device)
+            time_mask = compute_mask_indices(
+                (b, t), c.mask_time_prob, c.mask_time_length, lengths, c.mask_time_min_masks, generator
+            ).to(device)
         if c.mask_feature_prob > 0:
-            feature_mask = compute_feature_mask((b, c.hidden_size), c.mask_feature_prob, c.mask_feature_length,
-                                                generator).to(device)
-        return Labelled(batch.waveforms.to(device), batch.lengths.to(device), batch.labels.to(device),
-                        batch.label_lengths.to(device), time_mask, feature_mask, b, batch.seconds)
+            feature_mask = compute_feature_mask(
+                (b, c.hidden_size), c.mask_feature_prob, c.mask_feature_length, generator
+            ).to(device)
+        return Labelled(
+            batch.waveforms.to(device),
+            batch.lengths.to(device),
+            batch.labels.to(device),
+            batch.label_lengths.to(device),
+            time_mask,
+            feature_mask,
+            b,
+            batch.seconds,
+        )
 
     def loss(self, model, p: Labelled):
         logits, frames, _ = model(p.wav, p.lengths, p.time_mask, p.feature_mask)
         loss = ctc_loss(logits, frames, p.labels, p.label_lengths, blank=self.config.pad_token_id)
-        stats = {"loss": loss.detach(), "utterances": torch.tensor(float(p.count)),
-                 "tokens": p.label_lengths.sum().float()}
+        stats = {
+            "loss": loss.detach(),
+            "utterances": torch.tensor(float(p.count)),
+            "tokens": p.label_lengths.sum().float(),
+        }
         return loss, stats
 
     def summarize(self, sums: dict[str, float]) -> dict[str, float]:
-        return {"loss": sums["loss"] / max(sums["utterances"], 1.0),
-                "loss_per_token": sums["loss"] / max(sums["tokens"], 1.0), "frozen": float(bool(self.frozen))}
+        return {
+            "loss": sums["loss"] / max(sums["utterances"], 1.0),
+            "loss_per_token": sums["loss"] / max(sums["tokens"], 1.0),
+            "frozen": float(bool(self.frozen)),
+        }
 
     def check(self, metrics: dict, update: int) -> list[str]:
         return []
@@ -107,8 +123,11 @@ def make_validator(utts, vocab, cfg: TrainConfig, device: torch.device, dist: di
     edit counts are summed over the ranks, so every rank gets the same rates for the whole set."""
     dist = dist or distributed.Dist()
     shard = sorted(utts, key=lambda u: u.duration)[dist.rank :: dist.world_size]
-    loader = make_loader(shard, cfg.batch_seconds, vocab=vocab, shuffle=False,
-                         max_batch_size=cfg.max_batch_size) if shard else []
+    loader = (
+        make_loader(shard, cfg.batch_seconds, vocab=vocab, shuffle=False, max_batch_size=cfg.max_batch_size)
+        if shard
+        else []
+    )
     refs = {u.id: u.text for u in shard}
 
     @torch.no_grad()
@@ -122,10 +141,15 @@ def make_validator(utts, vocab, cfg: TrainConfig, device: torch.device, dist: di
                 text = to_text(hyp, vocab)
                 words += word_edits(refs[uid], text)
                 chars += char_edits(refs[uid], text)
-        sums = torch.tensor([words.errors, words.ref_len, chars.errors, chars.ref_len, loss], dtype=torch.float64)
+        sums = torch.tensor(
+            [words.errors, words.ref_len, chars.errors, chars.ref_len, loss], dtype=torch.float64
+        )
         w_err, w_ref, c_err, c_ref, loss = distributed.all_reduce(sums.to(device), dist).tolist()
-        return {"wer": error_rate(int(w_err), int(w_ref)), "cer": error_rate(int(c_err), int(c_ref)),
-                "loss": loss / max(len(utts), 1)}
+        return {
+            "wer": error_rate(int(w_err), int(w_ref)),
+            "cer": error_rate(int(c_err), int(c_ref)),
+            "loss": loss / max(len(utts), 1),
+        }
 
     return validate
 
@@ -134,7 +158,9 @@ def finetune_config(config: ModelConfig, vocab, overrides: dict, train_cnn: bool
     """The initial model's architecture with a CTC head for `vocab`, the masking flags, and a CNN that is
     frozen (run under no_grad) unless `train_cnn`."""
     grad_mult = (config.feature_grad_mult or 1.0) if train_cnn else 0.0
-    return config.replace(vocab_size=len(vocab), pad_token_id=vocab.blank_id, feature_grad_mult=grad_mult, **overrides)
+    return config.replace(
+        vocab_size=len(vocab), pad_token_id=vocab.blank_id, feature_grad_mult=grad_mult, **overrides
+    )
 
 
 def trains_cnn(cfg: TrainConfig, init: str) -> bool:
@@ -142,14 +168,17 @@ def trains_cnn(cfg: TrainConfig, init: str) -> bool:
     return cfg.train_feature_encoder if cfg.train_feature_encoder is not None else init == "none"
 
 
-def initial_model(init: str, model_config: ModelConfig, vocab, overrides: dict,
-                  train_cnn: bool = False) -> tuple[Wav2Vec2ForCTC, str]:
+def initial_model(
+    init: str, model_config: ModelConfig, vocab, overrides: dict, train_cnn: bool = False
+) -> tuple[Wav2Vec2ForCTC, str]:
     if init == "none":
         return Wav2Vec2ForCTC(finetune_config(model_config, vocab, overrides, train_cnn)), "none"
     source = init_source(init)
     ckpt = load_any(source)
     model = Wav2Vec2ForCTC(finetune_config(ckpt.config, vocab, overrides, train_cnn))
-    same_vocab = ckpt.head == "ctc" and ckpt.vocab is not None and list(ckpt.vocab.tokens) == list(vocab.tokens)
+    same_vocab = (
+        ckpt.head == "ctc" and ckpt.vocab is not None and list(ckpt.vocab.tokens) == list(vocab.tokens)
+    )
     if same_vocab:
         model.load_state_dict(ckpt.model.state_dict())
     else:
@@ -169,8 +198,15 @@ def reinit_top_layers(model: Wav2Vec2ForCTC, n: int) -> None:
             init_weights(layer)
 
 
-def finetune(data: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig | None = None, init: str = "none",
-             model_config: ModelConfig | None = None, overrides: dict | None = None, on_event=None) -> TrainResult:
+def finetune(
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    cfg: TrainConfig | None = None,
+    init: str = "none",
+    model_config: ModelConfig | None = None,
+    overrides: dict | None = None,
+    on_event=None,
+) -> TrainResult:
     """Fine-tune `init` ("none": `model_config` from scratch) with CTC on DATA's train.jsonl, validating
     on its valid.jsonl; re-running resumes the run `out` unless cfg.fresh. Without `cfg` (and
     `overrides`), the tiny preset's fine-tuning recipe, as `w2v finetune` uses (recipes.py)."""
@@ -200,20 +236,51 @@ def finetune(data: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig |
             config = resume_config(run, model_config, False)
             model, source = Wav2Vec2ForCTC(config), str(latest)
         config = model.config
-        loader = make_loader(utts, cfg.batch_seconds, vocab=vocab, max_batch_size=cfg.max_batch_size, seed=cfg.seed,
-                             rank=dist.rank, world_size=dist.world_size, num_workers=cfg.workers,
-                             pin_memory=device.type == "cuda", speed_perturb=cfg.speed_perturb)
+        loader = make_loader(
+            utts,
+            cfg.batch_seconds,
+            vocab=vocab,
+            max_batch_size=cfg.max_batch_size,
+            seed=cfg.seed,
+            rank=dist.rank,
+            world_size=dist.world_size,
+            num_workers=cfg.workers,
+            pin_memory=device.type == "cuda",
+            speed_perturb=cfg.speed_perturb,
+        )
         validate = make_validator(valid, vocab, cfg, device, dist) if valid else None
-        trainer = Trainer(model, FinetuneTask(config, cfg, train_cnn), loader, cfg, run, device, dist, on_event,
-                          validate=validate, vocab=vocab, info={"task": "finetune", "init": init})
+        trainer = Trainer(
+            model,
+            FinetuneTask(config, cfg, train_cnn),
+            loader,
+            cfg,
+            run,
+            device,
+            dist,
+            on_event,
+            validate=validate,
+            vocab=vocab,
+            info={"task": "finetune", "init": init},
+        )
         if not cfg.fresh:
             trainer.resume()  # with no checkpoint yet, it drops the log lines of a run killed before one
         if dist.main:
-            run.write_settings({"command": "finetune", "data": str(data_dir), "init": source,
-                                "train": cfg.to_dict(), "model": config.to_dict(), "train_feature_encoder": train_cnn, "utterances": len(utts),
-                                "valid_utterances": len(valid), "skipped": skipped,
-                                "seconds": round(sum(u.duration for u in utts), 2),
-                                "world_size": dist.world_size, "device": str(device)})
+            run.write_settings(
+                {
+                    "command": "finetune",
+                    "data": str(data_dir),
+                    "init": source,
+                    "train": cfg.to_dict(),
+                    "model": config.to_dict(),
+                    "train_feature_encoder": train_cnn,
+                    "utterances": len(utts),
+                    "valid_utterances": len(valid),
+                    "skipped": skipped,
+                    "seconds": round(sum(u.duration for u in utts), 2),
+                    "world_size": dist.world_size,
+                    "device": str(device),
+                }
+            )
         return trainer.train()
     finally:
         run.unlock()

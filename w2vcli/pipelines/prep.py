@@ -173,7 +173,9 @@ def _check_out(out: Path, sources: list) -> None:
         if src.is_dir() and src.resolve() == resolved:
             raise UsageError(f"--out {out} is also a source; write the prepared data to another folder")
         if src.exists() and (resolved / AUDIO_DIR) in (src.resolve(), *src.resolve().parents):
-            raise UsageError(f"{src} lies inside {out / AUDIO_DIR}, which prep rewrites; move it or choose another --out")
+            raise UsageError(
+                f"{src} lies inside {out / AUDIO_DIR}, which prep rewrites; move it or choose another --out"
+            )
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; give a folder")
     ours = (out / REPORT_FILE).is_file() or (out / CACHE_FILE).is_file()

@@ -69,27 +69,39 @@ class PretrainTask:
         c = self.config
         b, n = batch.waveforms.shape
         t = int(frame_lengths(c, torch.tensor([n]))[0])
-        mask = compute_mask_indices((b, t), c.mask_time_prob, c.mask_time_length, None,
-                                    c.mask_time_min_masks, generator)
+        mask = compute_mask_indices(
+            (b, t), c.mask_time_prob, c.mask_time_length, None, c.mask_time_min_masks, generator
+        )
         negatives = sample_negative_indices(mask, c.num_negatives, generator)
-        return Masked(batch.waveforms.to(device), mask.to(device), negatives.to(device), int(mask.sum()),
-                      batch.seconds)
+        return Masked(
+            batch.waveforms.to(device), mask.to(device), negatives.to(device), int(mask.sum()), batch.seconds
+        )
 
     def loss(self, model, p: Masked):
         out = model(p.wav, p.mask, p.negatives)
         n = float(out.num_masked)
         stats = {
-            "loss": out.loss.detach() * n, "contrastive": out.contrastive_loss.detach() * n,
-            "accuracy": out.accuracy.detach() * n, "diversity": out.diversity_loss.detach(),
-            "prob_perplexity": out.prob_perplexity.detach(), "code_perplexity": out.code_perplexity.detach(),
-            "feature_penalty": out.feature_penalty.detach(), "frames": torch.tensor(n), "micro": torch.tensor(1.0),
+            "loss": out.loss.detach() * n,
+            "contrastive": out.contrastive_loss.detach() * n,
+            "accuracy": out.accuracy.detach() * n,
+            "diversity": out.diversity_loss.detach(),
+            "prob_perplexity": out.prob_perplexity.detach(),
+            "code_perplexity": out.code_perplexity.detach(),
+            "feature_penalty": out.feature_penalty.detach(),
+            "frames": torch.tensor(n),
+            "micro": torch.tensor(1.0),
         }
         return out.loss * n, stats
 
     def summarize(self, sums: dict[str, float]) -> dict[str, float]:
         frames, micro = max(sums["frames"], 1.0), max(sums["micro"], 1.0)
         m = {k: sums[k] / frames for k in ("loss", "contrastive", "accuracy")}
-        m.update({k: sums[k] / micro for k in ("diversity", "prob_perplexity", "code_perplexity", "feature_penalty")})
+        m.update(
+            {
+                k: sums[k] / micro
+                for k in ("diversity", "prob_perplexity", "code_perplexity", "feature_penalty")
+            }
+        )
         m["contrastive_bits"] = m["contrastive"] / math.log(2)
         m["temperature"] = self.temperature
         m["masked_frames"] = sums["frames"]
@@ -105,23 +117,32 @@ class PretrainTask:
             last = gumbel_at(cfg, cfg.max_updates)
             if last > 1.05 * cfg.gumbel_end:
                 self.warned.add("schedule")
-                out.append(f"the Gumbel temperature only falls to {last:.2f} (not {cfg.gumbel_end:g}) by update "
-                           f"{cfg.max_updates}: --gumbel-decay {cfg.gumbel_decay:g} suits a longer run; "
-                           f"--gumbel-anneal 0.7 fits the schedule to this one")
+                out.append(
+                    f"the Gumbel temperature only falls to {last:.2f} (not {cfg.gumbel_end:g}) by update "
+                    f"{cfg.max_updates}: --gumbel-decay {cfg.gumbel_decay:g} suits a longer run; "
+                    f"--gumbel-anneal 0.7 fits the schedule to this one"
+                )
         health = pretraining_health(metrics, c)
         if health["collapsed"] and "collapse" not in self.warned:
             self.warned.add("collapse")
-            out.append(f"codebook collapse: code perplexity {metrics['code_perplexity']:.2f} is near the "
-                       f"{c.num_codevector_groups} groups' minimum; lower --lr or raise --diversity-weight")
+            out.append(
+                f"codebook collapse: code perplexity {metrics['code_perplexity']:.2f} is near the "
+                f"{c.num_codevector_groups} groups' minimum; lower --lr or raise --diversity-weight"
+            )
         if metrics.get("progress", 0.0) >= 0.25 and health["x_chance"] < 1.2 and "chance" not in self.warned:
             self.warned.add("chance")
             paper_scale = c.num_negatives > 20 or c.mask_time_length > 5 or cfg.gumbel_start < 10
-            advice = ("for a small model or little audio use the tiny recipe (--preset tiny, or --num-negatives 20 "
-                      "--codebook-size 64 --mask-length 5 --diversity-weight 0.5 --gumbel-start 20)" if paper_scale
-                      else "a small model needs ~500 updates to leave chance: give it a longer --max-minutes "
-                           "(or --amp on a CPU with AMX, for twice the updates a minute)")
-            out.append(f"still at chance after a quarter of the budget (accuracy {metrics['accuracy']:.3f}, "
-                       f"{health['x_chance']:.1f}x the {health['chance']:.3f} of guessing): {advice}")
+            advice = (
+                "for a small model or little audio use the tiny recipe (--preset tiny, or --num-negatives 20 "
+                "--codebook-size 64 --mask-length 5 --diversity-weight 0.5 --gumbel-start 20)"
+                if paper_scale
+                else "a small model needs ~500 updates to leave chance: give it a longer --max-minutes "
+                "(or --amp on a CPU with AMX, for twice the updates a minute)"
+            )
+            out.append(
+                f"still at chance after a quarter of the budget (accuracy {metrics['accuracy']:.3f}, "
+                f"{health['x_chance']:.1f}x the {health['chance']:.3f} of guessing): {advice}"
+            )
         return out
 
 
@@ -132,11 +153,21 @@ def pretraining_health(metrics: dict, config: ModelConfig) -> dict:
     accuracy = float(metrics.get("accuracy", 0.0))
     collapsed = float(metrics.get("code_perplexity", 1e9)) < 1.5 * config.num_codevector_groups
     x_chance = accuracy / chance
-    verdict = "collapsed" if collapsed else "learning" if x_chance >= 2 else "starting" if x_chance >= 1.2 else "at chance"
+    verdict = (
+        "collapsed"
+        if collapsed
+        else "learning"
+        if x_chance >= 2
+        else "starting"
+        if x_chance >= 1.2
+        else "at chance"
+    )
     return {"chance": chance, "x_chance": x_chance, "collapsed": collapsed, "verdict": verdict}
 
 
-def initial_model(init: str | None, model_config: ModelConfig, on_event=None) -> tuple[Wav2Vec2ForPreTraining, str]:
+def initial_model(
+    init: str | None, model_config: ModelConfig, on_event=None
+) -> tuple[Wav2Vec2ForPreTraining, str]:
     """`--init`: continue from a pretrained model (ours, a run, or Hugging Face's), its architecture kept
     and the objective taken from `model_config`. A model without a quantizer (CTC, backbone only) gets a
     fresh quantizer and projections, shaped as `model_config` says."""
@@ -145,8 +176,11 @@ def initial_model(init: str | None, model_config: ModelConfig, on_event=None) ->
     source = init_source(init)
     ckpt = load_any(source)
     kept = QUANTIZER_FIELDS if ckpt.head == "pretraining" else frozenset()
-    changes = {k: v for k, v in model_config.to_dict().items() if k in OBJECTIVE_FIELDS or
-               (k in QUANTIZER_FIELDS and k not in kept)}
+    changes = {
+        k: v
+        for k, v in model_config.to_dict().items()
+        if k in OBJECTIVE_FIELDS or (k in QUANTIZER_FIELDS and k not in kept)
+    }
     config = ckpt.config.replace(**changes)
     model = Wav2Vec2ForPreTraining(config)
     if ckpt.head == "pretraining":
@@ -154,8 +188,15 @@ def initial_model(init: str | None, model_config: ModelConfig, on_event=None) ->
     else:
         load_backbone(model, ckpt.model)
         if on_event:
-            on_event(Event("warning", 0, 0, message=f"{source} has no quantizer ({ckpt.head} model): the "
-                                                    "quantizer and its projections start fresh"))
+            on_event(
+                Event(
+                    "warning",
+                    0,
+                    0,
+                    message=f"{source} has no quantizer ({ckpt.head} model): the "
+                    "quantizer and its projections start fresh",
+                )
+            )
     return model, str(source)
 
 
@@ -171,13 +212,21 @@ def check_init_flags(init: str | None, given: dict) -> None:
         if value is None or field in OBJECTIVE_FIELDS or (field in QUANTIZER_FIELDS and field not in kept):
             continue
         if own.get(field) != value:
-            raise UsageError(f"{field} {value} contradicts --init {init} ({own.get(field)}): the architecture "
-                             "comes from the model; drop the flag")
+            raise UsageError(
+                f"{field} {value} contradicts --init {init} ({own.get(field)}): the architecture "
+                "comes from the model; drop the flag"
+            )
 
 
-def pretrain(data: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig | None = None,
-             model_config: ModelConfig | None = None, on_event=None, on_prep_progress=None,
-             init: str | None = None) -> TrainResult:
+def pretrain(
+    data: str | os.PathLike,
+    out: str | os.PathLike,
+    cfg: TrainConfig | None = None,
+    model_config: ModelConfig | None = None,
+    on_event=None,
+    on_prep_progress=None,
+    init: str | None = None,
+) -> TrainResult:
     """Pretrain on DATA (a prep output, or a folder of audio prepared into RUN/data) into the run `out`;
     re-running resumes from the run's last checkpoint unless cfg.fresh. Without `cfg`/`model_config`,
     the tiny preset's recipe (recipes.py), as `w2v pretrain` uses. With `init`, continue pretraining that
@@ -199,20 +248,47 @@ def pretrain(data: str | os.PathLike, out: str | os.PathLike, cfg: TrainConfig |
         config = model.config
         min_seconds = (config.receptive_field + config.frame_stride * (config.mask_time_length + 1)) / 16000
         utts, skipped = load_split(data_dir, "train", min_seconds)
-        loader = make_loader(utts, cfg.batch_seconds, crop_seconds=cfg.crop_seconds,
-                             max_batch_size=cfg.max_batch_size, seed=cfg.seed, rank=dist.rank,
-                             world_size=dist.world_size, num_workers=cfg.workers, pin_memory=device.type == "cuda",
-                             speed_perturb=cfg.speed_perturb)
-        trainer = Trainer(model, PretrainTask(config, cfg), loader, cfg, run, device, dist, on_event,
-                          info={"task": "pretrain"})
+        loader = make_loader(
+            utts,
+            cfg.batch_seconds,
+            crop_seconds=cfg.crop_seconds,
+            max_batch_size=cfg.max_batch_size,
+            seed=cfg.seed,
+            rank=dist.rank,
+            world_size=dist.world_size,
+            num_workers=cfg.workers,
+            pin_memory=device.type == "cuda",
+            speed_perturb=cfg.speed_perturb,
+        )
+        trainer = Trainer(
+            model,
+            PretrainTask(config, cfg),
+            loader,
+            cfg,
+            run,
+            device,
+            dist,
+            on_event,
+            info={"task": "pretrain"},
+        )
         if not cfg.fresh:
             trainer.resume()
         if dist.main:
-            run.write_settings({"command": "pretrain", "data": str(data_dir), "init": init or "none",
-                                "start": source, "train": cfg.to_dict(), "model": config.to_dict(),
-                                "utterances": len(utts), "skipped": skipped,
-                                "seconds": round(sum(u.duration for u in utts), 2),
-                                "world_size": dist.world_size, "device": str(device)})
+            run.write_settings(
+                {
+                    "command": "pretrain",
+                    "data": str(data_dir),
+                    "init": init or "none",
+                    "start": source,
+                    "train": cfg.to_dict(),
+                    "model": config.to_dict(),
+                    "utterances": len(utts),
+                    "skipped": skipped,
+                    "seconds": round(sum(u.duration for u in utts), 2),
+                    "world_size": dist.world_size,
+                    "device": str(device),
+                }
+            )
         return trainer.train()
     finally:
         run.unlock()

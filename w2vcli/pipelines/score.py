@@ -240,7 +240,9 @@ def _natural(name: str) -> list:
 
 
 def _group(systems: list[SystemScore], pattern: re.Pattern) -> None:
-    keys = [_group_key(pattern, u.id) for u in systems[0].utterances]  # every system scores the same utterances
+    keys = [
+        _group_key(pattern, u.id) for u in systems[0].utterances
+    ]  # every system scores the same utterances
     if all(k == OTHER_GROUP for k in keys):
         raise W2VError(
             f"--by {pattern.pattern!r} matches no utterance id (e.g. {systems[0].utterances[0].id!r})"
@@ -251,9 +253,7 @@ def _group(systems: list[SystemScore], pattern: re.Pattern) -> None:
         for k, u in zip(keys, s.utterances, strict=True):
             members[k].append(u)
         s.groups = [
-            GroupScore(
-                n, len(us), scoring.total(u.words for u in us), scoring.total(u.chars for u in us)
-            )
+            GroupScore(n, len(us), scoring.total(u.words for u in us), scoring.total(u.chars for u in us))
             for n, us in members.items()
         ]
 

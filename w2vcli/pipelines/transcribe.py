@@ -75,7 +75,9 @@ def _beam_options(options: TranscribeOptions) -> BeamOptions:
         from w2vcli.lm import ArpaLM, Lexicon
 
         same_file = options.lm is not None and Path(options.lexicon).resolve() == Path(options.lm).resolve()
-        lexicon = Lexicon.from_arpa(lm) if same_file and isinstance(lm, ArpaLM) else Lexicon.load(options.lexicon)
+        lexicon = (
+            Lexicon.from_arpa(lm) if same_file and isinstance(lm, ArpaLM) else Lexicon.load(options.lexicon)
+        )
     return BeamOptions(
         beam=max(1, options.beam),
         lm=lm,
