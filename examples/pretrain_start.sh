@@ -53,7 +53,12 @@ step "copy the last checkpoint into $dest"
 # would replace the whole folder, model card included.
 ckpt=$run/$(.venv/bin/python -c 'import json, sys; print(json.load(open(sys.argv[1]))["checkpoint"])' "$run/last")
 mkdir -p "$dest"
-cp "$ckpt/config.json" "$ckpt/model.safetensors" "$dest/"
+cp "$ckpt/config.json" "$dest/"
+# Stored in fp16 (half the size: under 10 MB); loading casts the weights back into the fp32 model.
+.venv/bin/python -c 'import sys; from safetensors.torch import load_file, save_file
+state = load_file(sys.argv[1])
+save_file({k: v.half() if v.is_floating_point() else v for k, v in state.items()}, sys.argv[2], metadata={"format": "pt"})' \
+  "$ckpt/model.safetensors" "$dest/model.safetensors"
 cp "$run/metrics.jsonl" "$dest/metrics.jsonl"
 w2v info "$dest"
 sha256sum "$dest/model.safetensors"
