@@ -144,22 +144,11 @@ FINETUNE = {
             "valid_every": 0.02,
         },
     },
-    "large": {
-        "model": {
-            "mask_time_prob": 0.65,
-            "mask_time_length": 10,
-            "mask_feature_prob": 0.25,
-            "mask_feature_length": 64,
-        },
-        "train": {
-            "max_updates": 13_000,
-            "batch_seconds": 60.0,
-            "lr": 3e-5,
-            "warmup": 0.1,
-            "hold": 0.4,
-            "valid_every": 0.02,
-        },
-    },
+}
+# LARGE: the same, at lr 3e-5.
+FINETUNE["large"] = {
+    "model": dict(FINETUNE["base"]["model"]),
+    "train": {**FINETUNE["base"]["train"], "lr": 3e-5},
 }
 # Fine-tuning always uses fairseq's tri-stage schedule and AdamW without weight decay.
 FINETUNE_FIXED = {"schedule": "tri_stage", "eps": 1e-8, "weight_decay": 0.0, "save_every": 200}
