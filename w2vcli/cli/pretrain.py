@@ -216,12 +216,8 @@ def pretrain(
     }
     name = preset or "tiny"
     if init is not None:
-        check_init_flags(init, model_flags)  # before anything is written
-        if preset is None:
-            from w2vcli.convert import load_any
-            from w2vcli.pipelines._training import init_source
-
-            name = recipe_for(load_any(init_source(init)).config)
+        own = check_init_flags(init, model_flags)  # before anything is written
+        name = preset or recipe_for(own)
     cfg, model = pretrain_settings(name, train_flags, model_flags)
     with TrainDisplay("pretraining") as display:
         result = run_pretrain(

@@ -200,10 +200,9 @@ def initial_model(
     return model, str(source)
 
 
-def check_init_flags(init: str | None, given: dict) -> None:
-    """With `--init` the architecture is the model's: flags that would change it are refused up front."""
-    if init is None:
-        return
+def check_init_flags(init: str, given: dict) -> ModelConfig:
+    """With `--init` the architecture is the model's: flags that would change it are refused up front.
+    Returns the model's config (the command picks its recipe from it)."""
     source = init_source(init)
     ckpt = load_any(source)
     kept = QUANTIZER_FIELDS if ckpt.head == "pretraining" else frozenset()
@@ -216,6 +215,7 @@ def check_init_flags(init: str | None, given: dict) -> None:
                 f"{field} {value} contradicts --init {init} ({own.get(field)}): the architecture "
                 "comes from the model; drop the flag"
             )
+    return ckpt.config
 
 
 def pretrain(
