@@ -5,6 +5,7 @@ espeak-ng and flite voices, written as 16 kHz mono FLAC with `NAME.txt` transcri
     python examples/make_data.py                      # the bundled set -> examples/mini/
     python examples/make_data.py --large --out examples/large   # ~1 h unlabelled, for experiments
     python examples/make_data.py --large --out examples/large --lm-text lm.txt   # text for `w2v lm`
+    python examples/make_data.py --study --out ../study_data   # label-efficiency study, see below
     python examples/make_data.py --pretrain-corpus --hours 10 --out ../pretrain_data  # ~10 h, see below
 
 Splits: `unlabelled/` (audio only, several sentences per file, for pretraining), `labelled/`
@@ -12,6 +13,11 @@ Splits: `unlabelled/` (audio only, several sentences per file, for pretraining),
 splits. `metadata.tsv` lists every file with its text, voice and synthesis settings.
 Deterministic: the same seed and tools give the same sentences, voices and settings.
 Needs espeak-ng (flite is optional), numpy, soundfile and soxr.
+
+`--study` (examples/experiment.sh) has no unlabelled split: its unlabelled audio is the pretraining
+corpus. `labelled/` (10 min) and `dev/` are spoken by the 8 voices of the bundled set; `test-seen/` by
+the same voices, `test-unseen/` by 8 others of the same engines (6 espeak-ng, 2 flite) that only the
+pretraining corpus speaks. Its test and dev sentences come from the held-out ones (HELD_OUT_SENTENCES).
 
 `--pretrain-corpus` writes only `unlabelled/` (plus metadata.tsv): HOURS of speech for a shipped
 pretrained starting point, from every English espeak-ng voice (the `gmw/` ones of `espeak-ng
@@ -27,6 +33,7 @@ written are kept (the plan is the same), only missing ones are synthesised.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import multiprocessing
 import os
@@ -66,6 +73,9 @@ MINI_VOICES = tuple(
 LARGE_VOICES = MINI_VOICES + tuple(
     "espeak:en-us-nyc+m2 espeak:en-gb-x-gbclan+f3 espeak:en-gb-x-gbcwmd+m4 espeak:en-us+f1 flite:rms flite:kal16".split()
 )
+# The study's voices heard only in unlabelled audio: none of MINI_VOICES, the same engines in the same
+# proportions (6 espeak-ng accent x variant pairs, 2 flite voices).
+STUDY_UNSEEN_VOICES = LARGE_VOICES[len(MINI_VOICES) :] + ("espeak:en-029+f5", "espeak:en-gb-scotland+m2")
 # Typical mean F0 (Hz) of each flite voice, the centre of its pitch jitter.
 FLITE_F0 = {"slt": 160.0, "awb": 105.0, "rms": 100.0, "kal16": 105.0, "kal": 105.0}
 
@@ -77,11 +87,21 @@ class Preset:
     seconds: dict[str, float]
     sentences_per_unlabelled: tuple[int, int]
     voices: tuple[str, ...]
+    split_voices: dict[str, tuple[str, ...]] | None = None  # splits spoken by other voices than `voices`
+
+    def voices_of(self, split: str) -> tuple[str, ...]:
+        return (self.split_voices or {}).get(split, self.voices)
 
 
 PRESETS = {
     "mini": Preset({"test": 55, "dev": 36, "labelled": 140, "unlabelled": 225}, (2, 4), MINI_VOICES),
     "large": Preset({"test": 300, "dev": 300, "labelled": 600, "unlabelled": 3600}, (3, 5), LARGE_VOICES),
+    "study": Preset(
+        {"test-seen": 300, "test-unseen": 300, "dev": 300, "labelled": 600},
+        (3, 5),
+        MINI_VOICES,
+        {"test-unseen": STUDY_UNSEEN_VOICES},
+    ),
 }
 
 
@@ -302,7 +322,7 @@ def build_split(
             split,
             sentences[cursor : cursor + per],
             len(rows),
-            preset.voices,
+            preset.voices_of(split),
             rng,
             preset.sentences_per_unlabelled,
             noise_db,
@@ -330,7 +350,7 @@ def prepare_out(out: Path) -> None:
     """
     if out.exists() and any(out.iterdir()) and not (out / "metadata.tsv").exists():
         raise SystemExit(f"{out} is not empty and has no metadata.tsv: choose an empty or new --out folder")
-    for split in ("unlabelled", "labelled", "dev", "test"):
+    for split in ("unlabelled", "labelled", "dev", "test", "test-seen", "test-unseen"):
         shutil.rmtree(out / split, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     write_metadata(out, [])
@@ -354,7 +374,8 @@ def build(
 ) -> list[tuple[Item, float]]:
     """Build every split of `preset` into `out`; returns (item, seconds) per file written."""
     engines = {"espeak": "espeak-ng", "flite": "flite"}
-    for engine in {v.partition(":")[0] for v in parse_voices(preset.voices)}:
+    all_voices = preset.voices + tuple(v for vs in (preset.split_voices or {}).values() for v in vs)
+    for engine in {v.partition(":")[0] for v in parse_voices(all_voices)}:
         if shutil.which(engines[engine]) is None:
             raise SystemExit(f"{engines[engine]} not found: install it (apt-get install {engines[engine]})")
     sentences = load_sentences(fortunes)
@@ -368,6 +389,15 @@ def build(
         for split in preset.seconds:
             split_rows, cursor = build_split(pool, out, split, sentences, cursor, preset, seed, noise_db)
             rows += split_rows
+            if (
+                split in ("test", "test-seen", "test-unseen", "dev")
+                and seed == 0
+                and cursor > HELD_OUT_SENTENCES
+            ):
+                # The pretraining corpus leaves out only the first HELD_OUT_SENTENCES of this shuffle.
+                raise SystemExit(
+                    f"{split} used sentences past the held-out ones: ask for less dev/test audio"
+                )
     finally:
         if pool:
             pool.close()
@@ -583,6 +613,11 @@ def main(argv: list[str] | None = None) -> None:
         "--large", action="store_true", help="~1 h unlabelled, 10 min labelled, 5 min dev and test"
     )
     size.add_argument(
+        "--study",
+        action="store_true",
+        help="10 min labelled, 5 min dev, 5 min test by the same voices, 5 min test by others (no unlabelled)",
+    )
+    size.add_argument(
         "--pretrain-corpus",
         action="store_true",
         help="only unlabelled/: --hours of every English espeak-ng, flite and festival voice (needs --out)",
@@ -630,7 +665,7 @@ def main(argv: list[str] | None = None) -> None:
             file=sys.stderr,
         )
         return
-    name = "large" if args.large else "mini"
+    name = "large" if args.large else "study" if args.study else "mini"
     if args.lm_text:
         out = args.out or Path(__file__).resolve().parent / name
         sentences = lm_sentences(out, args.fortunes)
@@ -642,7 +677,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     preset = PRESETS[name]
     if args.voices:
-        preset = Preset(preset.seconds, preset.sentences_per_unlabelled, parse_voices(args.voices))
+        preset = dataclasses.replace(preset, voices=parse_voices(args.voices))
     out = args.out or Path(__file__).resolve().parent / name
     t0 = time.perf_counter()
     rows = build(out, preset, args.seed, max(1, args.workers), args.noise_dbfs, args.fortunes)

@@ -233,35 +233,91 @@ def test_command_line_flags(tmp_path, monkeypatch, capsys):
         make_data.main([*argv, "--voices", "festival:kal"])
 
 
-def test_experiment_summary_reports_both_arms_and_the_rates_per_engine(tmp_path, capsys):
-    """examples/summarize_experiment.py on the files examples/experiment.sh leaves: `w2v score --by` JSON
-    and each run's metrics.jsonl."""
+def _study():
+    spec = importlib.util.spec_from_file_location("study", ROOT / "examples" / "study.py")
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    return study
+
+
+def test_study_preset_speaks_test_unseen_with_other_voices_of_the_same_engines():
+    study = make_data.PRESETS["study"]
+    seen, unseen = set(study.voices_of("labelled")), set(study.voices_of("test-unseen"))
+    assert study.voices_of("dev") == study.voices_of("test-seen") == study.voices
+    assert len(unseen) == len(seen) == 8 and not seen & unseen
+    engines = [sorted(v.partition(":")[0] for v in vs) for vs in (seen, unseen)]
+    assert engines[0] == engines[1]
+    assert "unlabelled" not in study.seconds
+
+
+def test_study_split_writes_the_arms_manifests_with_one_minute_of_every_voice(tmp_path):
     import json
 
-    spec = importlib.util.spec_from_file_location(
-        "summarize_experiment", ROOT / "examples" / "summarize_experiment.py"
-    )
-    summarize = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(summarize)
-    for arm, cer in (("finetune", 0.3), ("scratch", 0.4)):
-        (tmp_path / arm).mkdir()
+    study = _study()
+    prep = tmp_path / "prep"
+    prep.mkdir()
+    rows = []
+    for split, n, seconds in (
+        ("labelled", 40, 4.0),
+        ("dev", 5, 3.0),
+        ("test-seen", 6, 3.0),
+        ("test-unseen", 7, 3.0),
+    ):
+        for i in range(n):
+            rows.append(
+                {
+                    "id": f"{split}/x{i:04d}-v{i % 8}",
+                    "audio": f"audio/{split}/{i}.flac",
+                    "duration": seconds,
+                    "text": "a",
+                }
+            )
+    (prep / "train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in reversed(rows)))
+    (prep / "vocab.json").write_text("{}")
+    counts = study.split(prep, tmp_path / "data")
+    assert counts == {"l10": 40, "l1": 15, "test-seen": 6, "test-unseen": 7}
+    l1 = [json.loads(line) for line in (tmp_path / "data" / "l1" / "train.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in l1] == [f"labelled/x{i:04d}-v{i % 8}" for i in range(15)]  # 60 s, in file order
+    assert {r["id"][-2:] for r in l1} == {f"v{i}" for i in range(8)}
+    assert l1[0]["audio"] == str((prep / "audio/labelled/0.flac").resolve())
+    for name in ("l1", "l10"):
+        assert len((tmp_path / "data" / name / "valid.jsonl").read_text().splitlines()) == 5
+        assert (tmp_path / "data" / name / "vocab.json").is_file()
+    with pytest.raises(SystemExit, match="test-unseen"):
+        (prep / "train.jsonl").write_text(
+            "".join(json.dumps(r) + "\n" for r in rows if "unseen" not in r["id"])
+        )
+        study.split(prep, tmp_path / "data2")
+
+
+def test_study_summary_reports_each_run_the_reductions_and_the_seen_unseen_ratio(tmp_path, capsys):
+    import json
+
+    study = _study()
+    cer = {"pretrained-l10": 0.2, "scratch-l10": 0.4, "pretrained-l1": 0.3, "scratch-l1": 0.9}
+    for name, c in cer.items():
+        (tmp_path / name).mkdir()
         rows = [
             {"update": 100, "loss": 2.0, "updates_per_s": 2.0},
             {"update": 400, "loss": 1.0, "updates_per_s": 1.0},
         ]
-        (tmp_path / arm / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-        groups = [
-            {"group": "espeak", "sentences": 7, "wer": 0.5, "cer": cer - 0.1},
-            {"group": "flite", "sentences": 3, "wer": 0.9, "cer": cer + 0.2},
-        ]
-        score = {"wer": 0.6, "cer": cer, "groups": groups}
-        (tmp_path / f"{arm}-test-score.json").write_text(json.dumps(score))
-    summarize.main(tmp_path)
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["pretraining"] is None  # no pretraining run in this directory
-    assert summary["pretrained"]["updates"] == 400 and summary["pretrained"]["minutes"] == 5.8  # 50 s + 300 s
-    assert summary["relative_cer_reduction"] == 0.25
-    assert summary["scratch"]["by_group"]["flite"] == {"wer": 0.9, "cer": 0.6, "utterances": 3}
+        (tmp_path / name / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        for test, factor in (("test-seen", 1.0), ("test-unseen", 1.2)):
+            groups = [{"group": "flite-slt", "sentences": 3, "wer": 0.9, "cer": c * factor}]
+            score = {"wer": 0.5, "cer": c * factor, "groups": groups}
+            (tmp_path / f"{name}-{test}-score.json").write_text(json.dumps(score))
+    summary = study.summarize(tmp_path)
+    run = summary["runs"]["pretrained-l10"]
+    assert run["updates"] == 400 and run["minutes"] == 5.8  # 50 s + 300 s
+    assert run["test-unseen"]["greedy"]["by_group"] == {"flite-slt": 0.24} and run["test-seen"]["lm"] is None
+    findings = summary["findings"]
+    assert findings["l10/greedy/test-seen: pretrained vs scratch"] == 0.5
+    assert findings["l1/greedy/test-unseen: pretrained vs scratch"] == round(1 - 0.36 / 1.08, 4)
+    assert findings["l1/greedy: pretrained unseen / seen CER"] == 1.2
+    assert (
+        "l10/lm/test-seen: pretrained vs scratch" in findings
+        and findings["l10/lm/test-seen: pretrained vs scratch"] is None
+    )
     out = capsys.readouterr().out
-    assert "CER by engine: espeak 20.0% (7 utts), flite 50.0% (3 utts)" in out
-    assert "cuts CER by 25% relative" in out
+    assert "l10/greedy/test-seen: pretrained vs scratch: 50% relative CER reduction" in out
+    assert json.loads((tmp_path / "summary.json").read_text()) == summary
