@@ -94,7 +94,7 @@ class Preset:
 
 
 PRESETS = {
-    "mini": Preset({"test": 55, "dev": 36, "labelled": 140, "unlabelled": 225}, (2, 4), MINI_VOICES),
+    "mini": Preset({"test": 90, "dev": 36, "labelled": 600, "unlabelled": 225}, (2, 4), MINI_VOICES),
     "large": Preset({"test": 300, "dev": 300, "labelled": 600, "unlabelled": 3600}, (3, 5), LARGE_VOICES),
     "study": Preset(
         {"test-seen": 300, "test-unseen": 300, "dev": 300, "labelled": 600},
