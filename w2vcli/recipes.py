@@ -107,7 +107,9 @@ PRETRAIN = {
 }
 
 FINETUNE = {
-    # examples/RESULTS.md: small batches, lr 2e-3, light masking, and a CNN that keeps learning.
+    # examples/RESULTS.md: small batches, lr 2e-3, light masking. The CNN learns from scratch and stays
+    # frozen from a pretrained start (the default, as in the paper): from the shipped start a frozen CNN
+    # reads characters better at equal updates and makes each update ~2x cheaper on a CPU.
     "tiny": {
         "model": {
             "mask_time_prob": 0.1,
@@ -123,7 +125,6 @@ FINETUNE = {
             "hold": 0.4,
             "valid_every": 0.05,
             "best_by": "cer",
-            "train_feature_encoder": True,
         },
     },
     # The paper's low-resource fine-tuning (fairseq base_10m / base_1h): tri-stage 10/40/50%, masks 0.65 x 10
