@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduces the shipped pretrained starting point, examples/pretrained/tiny/, from nothing (issue 16):
-# a `tiny` wav2vec 2.0 model (4.9M parameters) pretrained on one CPU thread for ~130 minutes on 10 hours
+# a `tiny` wav2vec 2.0 model (3.8M parameters) pretrained for 6,300 updates (2 h 47 min on a 2-core CPU) on 10 hours
 # of synthesised English speech. Assumes the venv (`python3 tasks.py test` or `demo` makes it) and the
 # speech tools: apt-get install espeak-ng flite festival sox fortunes festvox-kallpc16k festvox-kdlpc16k
 # festvox-us-slt-hts. examples/pretrained/tiny/README.md (the model card) says what it is and how it went.
@@ -33,7 +33,7 @@ step "corpus: 10 h of every English espeak-ng voice x variant, the flite voices 
 step "prep: 16 kHz FLAC manifest, no validation split"
 w2v prep "$data/unlabelled" --out "$prep" --unlabelled --valid-percent 0 --workers 1
 
-step "pretrain: ~130 minutes on $threads thread(s)"
+step "pretrain: 6,300 updates (~130 minutes on one thread, 140 at most) on $threads thread(s)"
 # The best pretraining recipe of examples/RESULTS.md (run 4: `experiment.sh`'s recipe, fp32 here): 16 s
 # batches of 4 s crops, lr 1e-3 after 50 warm-up updates then linear decay, K=20 negatives from 2 x 64
 # codes, masks 0.3 x 5, diversity weight 0.5, Gumbel temperature 20 -> 0.5 over the first 40% of the

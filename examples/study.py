@@ -146,8 +146,25 @@ def summarize(exp: Path) -> dict:
         if value is not None:
             kind = "relative CER reduction" if "vs" in key else "ratio"
             print(f"{key}: {value:.0%} {kind}" if "vs" in key else f"{key}: {value:.2f}")
+    _by_voice(runs)
     _plot(runs, exp / "cer.png")
     return summary
+
+
+def _by_voice(runs: dict) -> None:
+    """Greedy CER per voice (`w2v score --by`), one row per voice, one column per run."""
+    for test in TESTS:
+        groups = {name: (r[test]["greedy"] or {}).get("by_group", {}) for name, r in runs.items()}
+        voices = sorted({v for g in groups.values() for v in g})
+        if not voices:
+            continue
+        print(f"greedy CER by voice, {test}:")
+        print(f"{'':>28}" + "".join(f"{name:>15}" for name in runs))
+        for voice in voices:
+            cells = "".join(
+                f"{groups[name][voice]:15.1%}" if voice in groups[name] else f"{'-':>15}" for name in runs
+            )
+            print(f"{voice:>28}{cells}")
 
 
 def _plot(runs: dict, path: Path) -> None:
