@@ -111,12 +111,22 @@ def main() -> None:
         action="store_true",
         help="autocast ours only: `--amp` training against transformers' default fp32",
     )
+    p.add_argument(
+        "--dtype",
+        choices=["bf16", "fp16"],
+        help="with --amp/--amp-ours on CUDA: the autocast dtype (default: bf16 where supported; timing only, "
+        "no loss scaling)",
+    )
     a = p.parse_args()
     device = torch.device(a.device)
     torch.manual_seed(0)
     config, ours, theirs = models(a.preset, device, a.conv_dim)
     inputs = batch(config, a.batch, a.seconds, device)
     dtype = amp_dtype(device, a.amp or a.amp_ours)
+    if a.dtype:
+        if device.type != "cuda" or not (a.amp or a.amp_ours):
+            p.error("--dtype needs --device cuda and --amp or --amp-ours")
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[a.dtype]
     dtypes = {"w2vcli": dtype, "transformers": None if a.amp_ours else dtype}
     audio = a.batch * a.seconds
     print(

@@ -117,22 +117,27 @@ def header(a, **extra) -> None:
 def cmd_speed(a, tmp: Path) -> None:
     path = write(tmp / "speech.flac", speech(a.seconds))
     ckpt = random_checkpoint(a.preset, tmp / "model", a.seed)
-    loaded = load_model(str(ckpt), int8=a.int8)
-    fp32 = load_model(str(ckpt)) if a.int8 else loaded
+    device = torch.device(a.device)
+    loaded = load_model(str(ckpt), device=a.device, int8=a.int8)
+    fp32 = load_model(str(ckpt), device=a.device) if a.int8 else loaded
     hf, fe, tok = hf_side(ckpt, loaded.config)
+    hf = hf.to(device)
     options = TranscribeOptions(chunk_seconds=a.chunk_seconds)
-    header(a, seconds=a.seconds, int8=a.int8, chunk_seconds=a.chunk_seconds)
+    header(a, seconds=a.seconds, int8=a.int8, chunk_seconds=a.chunk_seconds, device=a.device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     out: dict[str, str] = {}
 
     def ours():
         out["ours"] = next(transcribe(expand([str(path)]), loaded, options))["text"]
+        sync()
 
     def theirs():
         wav, _ = sf.read(path, dtype="float32")
-        x = fe(wav, sampling_rate=16000, return_tensors="pt").input_values
+        x = fe(wav, sampling_rate=16000, return_tensors="pt").input_values.to(device)
         with torch.inference_mode():
-            ids = hf(x).logits.argmax(-1)
+            ids = hf(x).logits.argmax(-1).cpu()
         out["theirs"] = tok.batch_decode(ids)[0]
+        sync()
 
     result = timed({"w2vcli": ours, "transformers": theirs}, a.repeats, a.warmup)
     for name, (wall, cpu) in result.items():
@@ -142,7 +147,7 @@ def cmd_speed(a, tmp: Path) -> None:
         f"cpu {result['transformers'][1] / result['w2vcli'][1]:.2f}x"
     )
     with torch.inference_mode():
-        x = fe(speech(min(a.seconds, 30.0)), sampling_rate=16000, return_tensors="pt").input_values
+        x = fe(speech(min(a.seconds, 30.0)), sampling_rate=16000, return_tensors="pt").input_values.to(device)
         ref = hf(x).logits  # (1, T, V); our loaded models leave normalising to the caller, as here
         mine, base = loaded.model(x)[0], fp32.model(x)[0]
     agree = mine.argmax(-1) == ref.argmax(-1)  # (1, T)
@@ -303,6 +308,7 @@ def main() -> None:
     common.add_argument("--warmup", type=int, default=1, help="untimed runs per variant first")
     common.add_argument("--int8", action="store_true", help="our side loads with --int8")
     common.add_argument("--seed", type=int, default=0)
+    common.add_argument("--device", default="cpu", help="speed: cpu or cuda (both sides on it)")
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("speed", parents=[common], help="one file: ours vs transformers")
