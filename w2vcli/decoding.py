@@ -15,9 +15,10 @@ from operator import itemgetter
 
 import numpy as np
 
+from w2vcli.audio import SAMPLE_RATE
 from w2vcli.lm import LanguageModel, Lexicon, PrefixTrie
 
-FRAME_STRIDE = 320 / 16000
+FRAME_STRIDE = 320 / SAMPLE_RATE
 WORD_START = "\u2581"  # sentencepiece's "▁": this piece begins a word
 _DROPPED = ("<pad>", "<s>", "</s>")  # never part of the text, like Vocabulary.decode
 

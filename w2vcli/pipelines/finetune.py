@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from w2vcli import distributed
+from w2vcli.audio import SAMPLE_RATE
 from w2vcli.checkpoint import load_backbone
 from w2vcli.config import ModelConfig, TrainConfig, preset
 from w2vcli.convert import load_any
@@ -223,8 +224,8 @@ def finetune(
             vocab = load_vocabulary(data_dir)
         except W2VError:
             raise UsageError(f"{data_dir} has no vocabulary; run `w2v prep` with transcripts") from None
-        utts, skipped = load_split(data_dir, "train", 400 / 16000, require_text=True)
-        valid, _ = load_split(data_dir, "valid", 400 / 16000, require_text=True)
+        utts, skipped = load_split(data_dir, "train", 400 / SAMPLE_RATE, require_text=True)
+        valid, _ = load_split(data_dir, "valid", 400 / SAMPLE_RATE, require_text=True)
         if not utts:
             raise UsageError(f"{data_dir}/train.jsonl has no transcribed utterances to fine-tune on")
         latest = None if cfg.fresh else run.latest()

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 
 from w2vcli import distributed
+from w2vcli.audio import SAMPLE_RATE
 from w2vcli.checkpoint import load_backbone
 from w2vcli.config import ModelConfig, TrainConfig
 from w2vcli.convert import load_any
@@ -246,7 +247,9 @@ def pretrain(
             config = resume_config(run, model_config, cfg.fresh, on_event if dist.main else None)
             model, source = Wav2Vec2ForPreTraining(config), str(latest)
         config = model.config
-        min_seconds = (config.receptive_field + config.frame_stride * (config.mask_time_length + 1)) / 16000
+        min_seconds = (
+            config.receptive_field + config.frame_stride * (config.mask_time_length + 1)
+        ) / SAMPLE_RATE
         utts, skipped = load_split(data_dir, "train", min_seconds)
         loader = make_loader(
             utts,

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from w2vcli.audio import SAMPLE_RATE
 from w2vcli.chunking import ChunkPlan, stitch_greedy
 from w2vcli.decoding import (
     BeamOptions,
@@ -115,8 +116,8 @@ def transcribe(
     batch_seconds = options.batch_seconds
     if batch_seconds is None:
         batch_seconds = CUDA_BATCH_SECONDS if device.startswith("cuda") else 0.0
-    batch_samples = int(batch_seconds * 16000)
-    frame_seconds = config.frame_stride / 16000
+    batch_samples = int(batch_seconds * SAMPLE_RATE)
+    frame_seconds = config.frame_stride / SAMPLE_RATE
 
     greedy = beam.beam <= 1 and beam.lm is None
 
@@ -145,7 +146,7 @@ def transcribe(
             else:
                 emissions = np.concatenate([lg for _, lg in pieces])  # (T, V)
                 hyp = decode(emissions, options=beam, blank_id=vocab.blank_id, vocab=vocab)
-            duration = ev.samples / 16000
+            duration = ev.samples / SAMPLE_RATE
             elapsed = spent + time.perf_counter() - t0
             result |= {
                 "text": to_text(hyp, vocab),
@@ -168,7 +169,7 @@ def _progress(events, on_progress, frame: int):
         if on_progress is not None and ev.kind == "chunk":
             lo, hi = ev.chunk.keep
             end = hi * frame if hi >= 0 else len(ev.chunk.wav)
-            on_progress(max(end - lo * frame, 0) / 16000)
+            on_progress(max(end - lo * frame, 0) / SAMPLE_RATE)
         yield ev
 
 
