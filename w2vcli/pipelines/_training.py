@@ -10,7 +10,7 @@ import torch
 from w2vcli import distributed
 from w2vcli.checkpoint import is_checkpoint
 from w2vcli.config import ModelConfig, TrainConfig
-from w2vcli.data import filter_utterances
+from w2vcli.data import filter_utterances, make_loader
 from w2vcli.distributed import Dist
 from w2vcli.errors import UsageError, W2VError
 from w2vcli.manifest import read_manifest
@@ -93,6 +93,22 @@ def load_split(
     if not path.is_file():
         return [], {}
     return filter_utterances(read_manifest(path), min_seconds, max_seconds, require_text)
+
+
+def training_loader(utts, cfg: TrainConfig, dist: Dist, device: torch.device, **task):
+    """The shuffled, sharded training loader of a run; `task`: vocab= (fine-tuning) or crop_seconds=."""
+    return make_loader(
+        utts,
+        cfg.batch_seconds,
+        max_batch_size=cfg.max_batch_size,
+        seed=cfg.seed,
+        rank=dist.rank,
+        world_size=dist.world_size,
+        num_workers=cfg.workers,
+        pin_memory=device.type == "cuda",
+        speed_perturb=cfg.speed_perturb,
+        **task,
+    )
 
 
 def resume_config(run: RunDir, given: ModelConfig, fresh: bool, on_event=None) -> ModelConfig:

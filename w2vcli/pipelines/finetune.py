@@ -28,7 +28,15 @@ from w2vcli.losses import ctc_loss
 from w2vcli.masking import compute_feature_mask, compute_mask_indices
 from w2vcli.model import Wav2Vec2ForCTC
 from w2vcli.model.wav2vec2 import init_weights
-from w2vcli.pipelines._training import init_source, load_split, open_run, resolve_data, resume_config, setup
+from w2vcli.pipelines._training import (
+    init_source,
+    load_split,
+    open_run,
+    resolve_data,
+    resume_config,
+    setup,
+    training_loader,
+)
 from w2vcli.pipelines.pretrain import frame_lengths
 from w2vcli.recipes import finetune_settings
 from w2vcli.rundir import RunDir
@@ -237,18 +245,7 @@ def finetune(
             config = resume_config(run, model_config, False)
             model, source = Wav2Vec2ForCTC(config), str(latest)
         config = model.config
-        loader = make_loader(
-            utts,
-            cfg.batch_seconds,
-            vocab=vocab,
-            max_batch_size=cfg.max_batch_size,
-            seed=cfg.seed,
-            rank=dist.rank,
-            world_size=dist.world_size,
-            num_workers=cfg.workers,
-            pin_memory=device.type == "cuda",
-            speed_perturb=cfg.speed_perturb,
-        )
+        loader = training_loader(utts, cfg, dist, device, vocab=vocab)
         validate = make_validator(valid, vocab, cfg, device, dist) if valid else None
         trainer = Trainer(
             model,

@@ -23,11 +23,18 @@ from w2vcli.audio import SAMPLE_RATE
 from w2vcli.checkpoint import load_backbone
 from w2vcli.config import ModelConfig, TrainConfig
 from w2vcli.convert import load_any
-from w2vcli.data import make_loader
 from w2vcli.errors import UsageError
 from w2vcli.masking import compute_mask_indices, sample_negative_indices
 from w2vcli.model import Wav2Vec2ForPreTraining
-from w2vcli.pipelines._training import init_source, load_split, open_run, resolve_data, resume_config, setup
+from w2vcli.pipelines._training import (
+    init_source,
+    load_split,
+    open_run,
+    resolve_data,
+    resume_config,
+    setup,
+    training_loader,
+)
 from w2vcli.recipes import OBJECTIVE_FIELDS, QUANTIZER_FIELDS, pretrain_settings
 from w2vcli.rundir import RunDir
 from w2vcli.schedule import gumbel_at
@@ -251,18 +258,7 @@ def pretrain(
             config.receptive_field + config.frame_stride * (config.mask_time_length + 1)
         ) / SAMPLE_RATE
         utts, skipped = load_split(data_dir, "train", min_seconds)
-        loader = make_loader(
-            utts,
-            cfg.batch_seconds,
-            crop_seconds=cfg.crop_seconds,
-            max_batch_size=cfg.max_batch_size,
-            seed=cfg.seed,
-            rank=dist.rank,
-            world_size=dist.world_size,
-            num_workers=cfg.workers,
-            pin_memory=device.type == "cuda",
-            speed_perturb=cfg.speed_perturb,
-        )
+        loader = training_loader(utts, cfg, dist, device, crop_seconds=cfg.crop_seconds)
         trainer = Trainer(
             model,
             PretrainTask(config, cfg),
