@@ -21,7 +21,7 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from w2vcli.audio import load_audio, write_audio  # noqa: E402
+from w2vcli.data.audio import load_audio, write_audio  # noqa: E402
 from w2vcli.pipelines.prep import PrepOptions, prepare  # noqa: E402
 
 

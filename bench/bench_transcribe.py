@@ -1,5 +1,6 @@
 """Transcription benchmarks: speed against transformers, many short files, long-file memory, start-up.
 
+    python bench/bench_transcribe.py engines --preset base --seconds 20 --repeats 5
     python bench/bench_transcribe.py speed --preset base --seconds 20 --repeats 7
     python bench/bench_transcribe.py speed --preset base --seconds 20 --repeats 7 --int8
     python bench/bench_transcribe.py files --preset base --files 100 --repeats 3 --warmup 0
@@ -11,7 +12,10 @@ Models have random weights: our Wav2Vec2ForCTC (`--preset`, 32 characters), conv
 `config_to_hf`/`state_to_hf` into transformers' Wav2Vec2ForCTC, so both hold the same weights.
 The CTC head never picks <s>, </s> or <unk> (bias -100), which transformers' tokenizer would print.
 Audio is real speech: examples/mini/test/*.flac concatenated and tiled to the length asked for.
-`speed` times one transcription of one file, ours (`transcribe()`: read, forward, greedy, text) and
+`engines` times transformers and each of our engines (PyTorch and ONNX Runtime, fp32 and int8) on
+one file, alternating, and prints the ratios and whether the text is identical: the measurement
+that picks the default CPU engine, to be taken on each kind of CPU (the CPU's flags are printed).
+`speed` times one transcription of one file (`--engine`, default auto), ours (`transcribe()`: read, forward, greedy, text) and
 theirs (read, feature extractor, forward, argmax, tokenizer) alternating, and checks identical
 text and per-frame argmax ids. Every run prints its parameters, medians and ratios; timings from
 a loaded machine are noisy, and with 1 thread `cpu` (process time) is steadier than wall time.
@@ -37,13 +41,13 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from w2vcli.checkpoint import save_checkpoint  # noqa: E402
-from w2vcli.config import preset  # noqa: E402
-from w2vcli.distributed import cpu_has_amx  # noqa: E402
+from w2vcli.checkpoints.native import save_checkpoint  # noqa: E402
+from w2vcli.checkpoints.resolve import load_model  # noqa: E402
+from w2vcli.data.text import Vocabulary  # noqa: E402
 from w2vcli.model import Wav2Vec2ForCTC  # noqa: E402
-from w2vcli.model_source import load_model  # noqa: E402
+from w2vcli.model.config import preset  # noqa: E402
 from w2vcli.pipelines.transcribe import TranscribeOptions, expand, transcribe  # noqa: E402
-from w2vcli.text import Vocabulary  # noqa: E402
+from w2vcli.training.runtime import cpu_has_amx  # noqa: E402
 
 SPEECH = ROOT / "examples/mini/test"
 CHARS = "abcdefghijklmnopqrstuvwxyz'"
@@ -76,8 +80,8 @@ def hf_side(ckpt: Path, config):
     from transformers import Wav2Vec2Config, Wav2Vec2CTCTokenizer, Wav2Vec2FeatureExtractor
     from transformers import Wav2Vec2ForCTC as HFForCTC
 
-    from w2vcli.checkpoint import load_checkpoint
-    from w2vcli.convert import config_to_hf, state_to_hf
+    from w2vcli.checkpoints.huggingface import config_to_hf, state_to_hf
+    from w2vcli.checkpoints.native import load_checkpoint
 
     ours = load_checkpoint(ckpt).model
     model = HFForCTC(Wav2Vec2Config(**config_to_hf(config, "ctc"))).eval()
@@ -101,13 +105,39 @@ def timed(runs: dict, repeats: int, warmup: int) -> dict[str, tuple[float, float
     }
 
 
+def cpu_flags() -> str:
+    """The CPU's model and the instruction-set flags that decide fp32, bf16 and int8 speed."""
+    wanted = (
+        "avx2",
+        "fma",
+        "avx512f",
+        "avx512_vnni",
+        "avx_vnni",
+        "avx512_bf16",
+        "amx_tile",
+        "amx_bf16",
+        "amx_int8",
+    )
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    model = next(
+        (ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "?"
+    )
+    flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), [])
+    return f"{model!r} flags={','.join(f for f in wanted if f in flags) or 'none'}"
+
+
 def header(a, **extra) -> None:
+    print(f"cpu: {cpu_flags()}", flush=True)
     fields = dict(
         preset=a.preset,
         threads=torch.get_num_threads(),
         torch=torch.__version__,
         cpu=torch.backends.cpu.get_cpu_capability(),
         amx=cpu_has_amx(),
+        engine=getattr(a, "engine", None) or os.environ.get("W2V_ENGINE") or "auto",
         load=os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         **extra,
     )
@@ -118,8 +148,8 @@ def cmd_speed(a, tmp: Path) -> None:
     path = write(tmp / "speech.flac", speech(a.seconds))
     ckpt = random_checkpoint(a.preset, tmp / "model", a.seed)
     device = torch.device(a.device)
-    loaded = load_model(str(ckpt), device=a.device, int8=a.int8)
-    fp32 = load_model(str(ckpt), device=a.device) if a.int8 else loaded
+    loaded = load_model(str(ckpt), device=a.device, int8=a.int8, engine=a.engine)
+    fp32 = load_model(str(ckpt), device=a.device, engine=a.engine) if a.int8 else loaded
     hf, fe, tok = hf_side(ckpt, loaded.config)
     hf = hf.to(device)
     options = TranscribeOptions(chunk_seconds=a.chunk_seconds)
@@ -149,7 +179,7 @@ def cmd_speed(a, tmp: Path) -> None:
     with torch.inference_mode():
         x = fe(speech(min(a.seconds, 30.0)), sampling_rate=16000, return_tensors="pt").input_values.to(device)
         ref = hf(x).logits  # (1, T, V); our loaded models leave normalising to the caller, as here
-        mine, base = loaded.model(x)[0], fp32.model(x)[0]
+        mine, base = loaded.model(x)[0].to(device), fp32.model(x)[0].to(device)
     agree = mine.argmax(-1) == ref.argmax(-1)  # (1, T)
     top2 = ref.log_softmax(-1).topk(2, dim=-1).values  # (1, T, 2)
     gap = top2[..., 0] - top2[..., 1]
@@ -171,6 +201,47 @@ def cmd_speed(a, tmp: Path) -> None:
         )
 
 
+def cmd_engines(a, tmp: Path) -> None:
+    """transformers against each engine of ours, fp32 and int8, on one file: medians, ratios, text."""
+    import jiwer
+
+    path = write(tmp / "speech.flac", speech(a.seconds))
+    ckpt = random_checkpoint(a.preset, tmp / "model", a.seed)
+    variants = {
+        "torch fp32": load_model(str(ckpt), engine="torch"),
+        "onnx fp32": load_model(str(ckpt), engine="onnx"),
+        "torch int8": load_model(str(ckpt), engine="torch", int8=True),
+        "onnx int8": load_model(str(ckpt), engine="onnx", int8=True),
+    }
+    hf, fe, tok = hf_side(ckpt, variants["torch fp32"].config)
+    header(a, seconds=a.seconds)
+    out: dict[str, str] = {}
+
+    def ours(name, loaded):
+        def run():
+            out[name] = next(transcribe(expand([str(path)]), loaded, TranscribeOptions()))["text"]
+
+        return run
+
+    def theirs():
+        wav, _ = sf.read(path, dtype="float32")
+        x = fe(wav, sampling_rate=16000, return_tensors="pt").input_values
+        with torch.inference_mode():
+            ids = hf(x).logits.argmax(-1)
+        out["transformers"] = " ".join(tok.batch_decode(ids)[0].split())
+
+    runs = {"transformers": theirs} | {name: ours(name, loaded) for name, loaded in variants.items()}
+    result = timed(runs, a.repeats, a.warmup)
+    ref_wall, ref_cpu = result["transformers"]
+    for name, (wall, cpu) in result.items():
+        text = out[name]
+        vs = "identical" if text == out["transformers"] else f"CER {jiwer.cer(out['transformers'], text):.4f}"
+        print(
+            f"{name:>13}: wall {wall:7.3f} s  cpu {cpu:7.3f} s  {ref_wall / wall:5.2f}x wall "
+            f"{ref_cpu / cpu:5.2f}x cpu  text vs transformers: {vs}"
+        )
+
+
 def cmd_files(a, tmp: Path) -> None:
     rng = np.random.default_rng(a.seed)
     lengths = rng.uniform(a.min_seconds, a.max_seconds, a.files)
@@ -182,7 +253,7 @@ def cmd_files(a, tmp: Path) -> None:
         paths.append(str(write(tmp / "files" / f"f{i:04d}.flac", audio[pos : pos + n])))
         pos += n
     joined = str(write(tmp / "joined.flac", audio[:pos]))
-    loaded = load_model(str(random_checkpoint(a.preset, tmp / "model", a.seed)), int8=a.int8)
+    loaded = load_model(str(random_checkpoint(a.preset, tmp / "model", a.seed)), int8=a.int8, engine=a.engine)
     seconds = pos / 16000
     header(a, files=a.files, seconds=round(seconds, 1), int8=a.int8)
     spent: dict[str, float] = {}
@@ -216,9 +287,9 @@ sys.path.insert(0, {root!r})
 import torch
 if {threads}:
     torch.set_num_threads({threads})
-from w2vcli.model_source import load_model
+from w2vcli.checkpoints.resolve import load_model
 from w2vcli.pipelines.transcribe import expand, transcribe
-loaded = load_model({model!r}, int8={int8})
+loaded = load_model({model!r}, int8={int8}, engine={engine!r})
 t = time.perf_counter()
 r = next(transcribe(expand([{path!r}]), loaded))
 print(json.dumps(dict(rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -237,7 +308,12 @@ def cmd_memory(a, tmp: Path) -> None:
                 f.write(speech(60.0))
             f.write(speech(60.0 * (minutes % 1)))
         code = MEMORY_CHILD.format(
-            root=str(ROOT), model=str(model), path=str(path), int8=a.int8, threads=a.threads or 0
+            root=str(ROOT),
+            model=str(model),
+            path=str(path),
+            int8=a.int8,
+            threads=a.threads or 0,
+            engine=a.engine,
         )
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         row = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -280,7 +356,7 @@ def cmd_startup(a, tmp: Path) -> None:
 def cmd_profile(a, tmp: Path) -> None:
     from torch.profiler import ProfilerActivity, profile
 
-    loaded = load_model(str(random_checkpoint(a.preset, tmp / "model", a.seed)), int8=a.int8)
+    loaded = load_model(str(random_checkpoint(a.preset, tmp / "model", a.seed)), int8=a.int8, engine="torch")
     hf, _, _ = hf_side(tmp / "model", loaded.config)
     wav = torch.from_numpy(speech(a.seconds))[None]  # (1, N)
     header(a, seconds=a.seconds, int8=a.int8)
@@ -309,8 +385,13 @@ def main() -> None:
     common.add_argument("--int8", action="store_true", help="our side loads with --int8")
     common.add_argument("--seed", type=int, default=0)
     common.add_argument("--device", default="cpu", help="speed: cpu or cuda (both sides on it)")
+    common.add_argument(
+        "--engine", choices=["auto", "onnx", "torch"], help="ours (default: $W2V_ENGINE, else auto)"
+    )
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
+    e = sub.add_parser("engines", parents=[common], help="one file: each engine of ours vs transformers")
+    e.add_argument("--seconds", type=float, default=20.0)
     s = sub.add_parser("speed", parents=[common], help="one file: ours vs transformers")
     s.add_argument("--seconds", type=float, default=20.0)
     s.add_argument("--chunk-seconds", type=float, default=30.0, help="ours; longer files are chunked")
@@ -332,6 +413,9 @@ def main() -> None:
         f"$ {' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])}  ({platform.processor() or platform.machine()})"
     )
     with tempfile.TemporaryDirectory() as tmp:
+        os.environ.setdefault(
+            "W2V_CACHE", str(Path(tmp) / "cache")
+        )  # random models: exports not worth keeping
         globals()[f"cmd_{a.command}"](a, Path(tmp))
 
 

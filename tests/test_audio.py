@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from w2vcli import audio
-from w2vcli.audio import BadAudio, decode_checked, is_silent, load_audio, split_points, write_audio
+from w2vcli.data import audio
+from w2vcli.data.audio import BadAudio, decode_checked, is_silent, load_audio, split_points, write_audio
 
 
 def tone(seconds=1.0, sr=16000, freq=440.0, amp=0.3, channels=1):

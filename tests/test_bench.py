@@ -42,6 +42,15 @@ def test_speed_prints_ratio_and_identity_checks(int8):
 
 
 @pytest.mark.slow
+def test_engines_compares_each_engine_with_transformers():
+    out = bench("engines", "--preset", "tiny", "--seconds", "2", "--repeats", "1", "--warmup", "0")
+    assert re.search(r"cpu: '.*' flags=", out)  # the CPU kind the figures belong to
+    for name in ("torch fp32", "onnx fp32", "torch int8", "onnx int8"):
+        assert re.search(rf"{name}: wall +\d+\.\d+ s .* \d+\.\d\dx wall", out), out
+    assert re.search(r"onnx fp32: .*text vs transformers: identical", out)
+
+
+@pytest.mark.slow
 def test_files_memory_startup_and_profile_run():
     out = bench("files", "--preset", "tiny", "--files", "3", "--repeats", "1", "--batch-seconds", "0", "8")
     assert len(RATIO.findall(out)) == 2  # each batch setting against the one long file

@@ -10,12 +10,12 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from w2vcli.checkpoint import is_checkpoint, load_backbone, load_checkpoint, save_checkpoint
-from w2vcli.config import preset
-from w2vcli.convert import config_from_hf, convert, import_hf
+from w2vcli.checkpoints.huggingface import config_from_hf, convert, import_hf
+from w2vcli.checkpoints.native import is_checkpoint, load_backbone, load_checkpoint, save_checkpoint
+from w2vcli.data.text import Vocabulary
 from w2vcli.errors import W2VError
 from w2vcli.model import Wav2Vec2ForCTC, Wav2Vec2ForPreTraining
-from w2vcli.text import Vocabulary
+from w2vcli.model.config import preset
 
 transformers = pytest.importorskip("transformers")
 

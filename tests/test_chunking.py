@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from w2vcli.audio import load_audio
-from w2vcli.chunking import ChunkPlan, iter_chunks, read_blocks, stitch
+from w2vcli.data.audio import load_audio
+from w2vcli.data.chunking import ChunkPlan, iter_chunks, read_blocks, stitch
 from w2vcli.errors import UsageError
 
 
@@ -89,8 +89,8 @@ def test_read_blocks_reports_empty_and_missing(tmp_path):
 
 def test_stitch_greedy_equals_greedy_over_the_stitched_logits():
     """Runs cut at chunk borders (a token spanning the border, a blank on it) join as in one pass."""
-    from w2vcli.chunking import stitch_greedy
-    from w2vcli.decoding import greedy_search
+    from w2vcli.data.chunking import stitch_greedy
+    from w2vcli.decoding.ctc import greedy_search
 
     rng = np.random.default_rng(0)
     ids = np.repeat(rng.integers(0, 4, 120), rng.integers(1, 6, 120))  # runs of 1-5 frames, 0 = blank

@@ -17,14 +17,14 @@ import soundfile as sf
 import torch
 
 import w2vcli.pipelines.transcribe as transcribe_module
-from w2vcli.chunking import ChunkPlan
-from w2vcli.config import ModelConfig
-from w2vcli.decoding import Hypothesis
+from w2vcli.checkpoints.resolve import LoadedModel
+from w2vcli.data.chunking import ChunkPlan
+from w2vcli.data.text import Vocabulary
+from w2vcli.decoding.ctc import Hypothesis
+from w2vcli.model.config import ModelConfig
 from w2vcli.model.feature_encoder import FeatureEncoder
 from w2vcli.model.wav2vec2 import Wav2Vec2ForCTC
-from w2vcli.model_source import LoadedModel
 from w2vcli.pipelines.transcribe import TranscribeOptions, expand, transcribe
-from w2vcli.text import Vocabulary
 
 CHUNK_SECONDS, STRIDE_SECONDS = 1.0, 0.2  # 50-frame chunks, 10 stride frames each side
 STRIDE_FRAMES = 10

@@ -11,8 +11,8 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from w2vcli.cli import app
+from w2vcli.data.manifest import read_manifest
 from w2vcli.errors import W2VError
-from w2vcli.manifest import read_manifest
 
 
 def tone(seconds=1.0, sr=16000):

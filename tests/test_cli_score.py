@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from w2vcli.cli import app
-from w2vcli.text import normalize_text
+from w2vcli.data.text import normalize_text
 
 REF = {
     "u1": "Hello, World! This is a test.",

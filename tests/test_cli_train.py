@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.train_helpers import make_corpus
-from w2vcli.checkpoint import load_checkpoint
+from w2vcli.checkpoints.native import load_checkpoint
 from w2vcli.cli import app
 
 runner = CliRunner()

@@ -8,8 +8,8 @@ import sys
 import numpy as np
 import pytest
 
+from w2vcli.checkpoints.resolve import NO_MODEL, load_model, resolve_model
 from w2vcli.errors import W2VError
-from w2vcli.model_source import NO_MODEL, load_model, resolve_model
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # never the network in tests
 pytest.importorskip("transformers")
@@ -46,9 +46,9 @@ def w2v(*args, cwd=None, stdin=None, env=None):
 
 
 def test_model_sources_resolve(hf_dir, tmp_path, monkeypatch):
-    from w2vcli.checkpoint import save_checkpoint
-    from w2vcli.convert import load_any
-    from w2vcli.rundir import RunDir
+    from w2vcli.checkpoints.huggingface import load_any
+    from w2vcli.checkpoints.native import save_checkpoint
+    from w2vcli.training.rundir import RunDir
 
     assert resolve_model(str(hf_dir)) == hf_dir
     ckpt = load_any(hf_dir)

@@ -12,7 +12,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-import w2vcli.model_source
+import w2vcli.checkpoints.resolve
 import w2vcli.pipelines.transcribe
 from w2vcli.cli import app
 from w2vcli.cli.transcribe import LM_BEAM
@@ -51,8 +51,8 @@ def recorded(monkeypatch):
     """Replace the loader and the pipeline; return what they were called with."""
     calls: dict = {}
 
-    def load_model(spec, device="cpu", int8=False):
-        calls["load"] = {"spec": spec, "device": device, "int8": int8}
+    def load_model(spec, device="cpu", int8=False, engine=None, announce=None):
+        calls["load"] = {"spec": spec, "device": device, "int8": int8, "engine": engine}
         return "the loaded model"
 
     def transcribe(items, loaded, options=None, on_progress=None):
@@ -60,7 +60,7 @@ def recorded(monkeypatch):
         for i, it in enumerate(items):
             yield {"audio": it.audio, "_index": i, "text": "ok", "duration": 1.0}
 
-    monkeypatch.setattr(w2vcli.model_source, "load_model", load_model)
+    monkeypatch.setattr(w2vcli.checkpoints.resolve, "load_model", load_model)
     monkeypatch.setattr(w2vcli.pipelines.transcribe, "transcribe", transcribe)
     return calls
 
@@ -88,5 +88,21 @@ def test_the_table_sets_every_option_field_and_every_flag():
     flags = {f for row, _, _ in TABLE for f in row if f.startswith("--")}
     command = typer.main.get_command(app).commands["transcribe"]
     options = {o for p in command.params for o in p.opts if o.startswith("--")}
-    elsewhere = {"--model", "--output-dir", "--format", "--skip-existing", "--device"}  # not pipeline options
+    elsewhere = {
+        "--model",
+        "--output-dir",
+        "--format",
+        "--skip-existing",
+        "--device",
+        "--engine",
+    }  # not pipeline options
     assert flags == options - elsewhere
+
+
+@pytest.mark.parametrize(
+    "flags, engine", [([], None), (["--engine", "onnx"], "onnx"), (["--engine", "torch"], "torch")]
+)
+def test_engine_reaches_the_loader(recorded, tmp_path, flags, engine):
+    r = CliRunner().invoke(app, ["transcribe", str(tmp_path / "a.wav"), "-m", "m", *flags])
+    assert r.exit_code == 0, r.output
+    assert recorded["load"]["engine"] == engine  # None: $W2V_ENGINE, else auto

@@ -12,16 +12,16 @@ import torch
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
-from tests.train_helpers import make_corpus, small_model, small_train
-from w2vcli.checkpoint import load_checkpoint, save_checkpoint
+from tests.train_helpers import make_corpus, small_finetune, small_model, small_train
+from w2vcli.checkpoints.native import load_checkpoint, save_checkpoint
 from w2vcli.cli import app
-from w2vcli.masking import compute_mask_indices, sample_negative_indices
-from w2vcli.metrics import read_metrics
+from w2vcli.data.text import Vocabulary
 from w2vcli.model import Wav2Vec2ForCTC, Wav2Vec2ForPreTraining
 from w2vcli.pipelines.pretrain import frame_lengths, pretrain
-from w2vcli.recipes import finetune_settings, pretrain_settings
-from w2vcli.rundir import load_trainer_state
-from w2vcli.text import Vocabulary
+from w2vcli.training.masking import compute_mask_indices, sample_negative_indices
+from w2vcli.training.metrics import read_metrics
+from w2vcli.training.recipes import finetune_settings, pretrain_settings
+from w2vcli.training.rundir import load_trainer_state
 
 transformers = pytest.importorskip("transformers")
 
@@ -130,7 +130,7 @@ def test_continue_from_a_hugging_face_pretraining_directory(corpus, tmp_path, st
     assert ckpt.config.hidden_size == 32 and ckpt.config.num_codevectors_per_group == 16  # the model's own
     assert ckpt.config.mask_time_length == 5  # the objective: the recipe's
     # export back to Hugging Face: the same loss on fixed masks and negatives
-    from w2vcli.convert import export_hf
+    from w2vcli.checkpoints.huggingface import export_hf
 
     export_hf(ckpt, tmp_path / "back")
     again = transformers.Wav2Vec2ForPreTraining.from_pretrained(tmp_path / "back").eval()
@@ -200,7 +200,7 @@ def test_a_flag_that_contradicts_init_is_refused_before_anything_is_written(corp
 
 
 def test_a_time_budget_ends_with_the_schedule_complete(corpus, tmp_path):
-    from w2vcli.schedule import lr_at
+    from w2vcli.training.schedule import lr_at
 
     cfg = small_train(
         max_updates=None,
@@ -229,8 +229,8 @@ def test_a_time_budget_ends_with_the_schedule_complete(corpus, tmp_path):
 
 
 def test_progress_is_the_further_of_the_two_budgets():
-    from w2vcli.config import TrainConfig
-    from w2vcli.schedule import lr_at, progress
+    from w2vcli.training.config import TrainConfig
+    from w2vcli.training.schedule import lr_at, progress
 
     both = TrainConfig(max_updates=100, max_minutes=10, lr=1.0, warmup=0.1)
     assert progress(both, 50, 60) == 0.5 and progress(both, 10, 300) == 0.5
@@ -247,13 +247,13 @@ def test_finetune_validation_and_freezing_follow_the_time_budget(tmp_path):
     from w2vcli.pipelines.finetune import FinetuneTask, finetune
 
     labelled = make_corpus(tmp_path / "lab", n=6, labelled=True, valid=2)
-    cfg = small_train(
+    cfg = small_finetune(
         max_updates=None, max_minutes=0.08, valid_every=0.25, schedule="tri_stage", save_every=1000
     )
     finetune(labelled, tmp_path / "ft", cfg, "none", small_model())
     valid = [r for r in read_metrics(tmp_path / "ft" / "metrics.jsonl") if "valid_wer" in r]
     assert 3 <= len(valid) <= 5  # a quarter, a half, three quarters and the end, on any machine
-    task = FinetuneTask(small_model(), small_train(freeze_updates=0.5))
+    task = FinetuneTask(small_model(), small_finetune(freeze_updates=0.5))
     model = Wav2Vec2ForCTC(small_model())
     task.begin_update(model, 1000, 0.4)
     assert not any(p.requires_grad for p in model.wav2vec2.encoder.parameters())
@@ -295,11 +295,12 @@ def test_the_command_and_the_library_share_the_recipes(monkeypatch, tmp_path):
 
 
 def test_a_run_at_chance_after_a_quarter_of_its_budget_says_what_to_change():
-    from w2vcli.config import TrainConfig, preset
+    from w2vcli.model.config import preset
     from w2vcli.pipelines.pretrain import PretrainTask, pretraining_health
+    from w2vcli.training.config import PretrainConfig
 
     at_chance = {"accuracy": 0.01, "code_perplexity": 300.0, "contrastive": 4.6, "contrastive_bits": 6.6}
-    paper = PretrainTask(preset("base"), TrainConfig(max_updates=100, gumbel_anneal=0.7))
+    paper = PretrainTask(preset("base"), PretrainConfig(max_updates=100, gumbel_anneal=0.7))
     assert paper.check({**at_chance, "progress": 0.2}, 20) == []  # too early to say
     assert any("--preset tiny" in w for w in paper.check({**at_chance, "progress": 0.3}, 30))
     cfg, tiny = pretrain_settings("tiny")

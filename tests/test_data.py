@@ -7,8 +7,8 @@ import pytest
 import soundfile as sf
 import torch
 
-from w2vcli.batching import LengthBatchSampler, pack_batches
-from w2vcli.data import (
+from w2vcli.data.batching import LengthBatchSampler, pack_batches
+from w2vcli.data.loader import (
     LABEL_PAD,
     Item,
     ManifestDataset,
@@ -18,9 +18,9 @@ from w2vcli.data import (
     make_loader,
     perturb_speed,
 )
+from w2vcli.data.manifest import Utterance, read_manifest, write_manifest
+from w2vcli.data.text import Vocabulary
 from w2vcli.errors import W2VError
-from w2vcli.manifest import Utterance, read_manifest, write_manifest
-from w2vcli.text import Vocabulary
 
 SR = 16_000
 WORDS = ["a cat", "the dog sat", "hi", "sun and moon", "red", "big blue sea", "no", "one two"]
@@ -334,7 +334,7 @@ def test_speed_perturbed_loader_draws_per_item_and_is_reproducible(corpus, vocab
 
 
 def test_grid_lengths_are_whole_frames_within_ten_percent_and_few():
-    from w2vcli.batching import FRAME_SAMPLES, grid_samples
+    from w2vcli.data.batching import FRAME_SAMPLES, grid_samples
 
     lengths = range(FRAME_SAMPLES, 20 * SR, 97)
     ups = [grid_samples(n) for n in lengths]

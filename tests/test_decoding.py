@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from w2vcli.decoding import (
+from w2vcli.data.text import SentencePieceVocabulary, Vocabulary
+from w2vcli.decoding.ctc import (
     BeamOptions,
     Hypothesis,
     char_timestamps,
@@ -21,9 +22,8 @@ from w2vcli.decoding import (
     to_text,
     word_timestamps,
 )
+from w2vcli.decoding.lm import ArpaLM, Lexicon, load_lm
 from w2vcli.errors import W2VError
-from w2vcli.lm import ArpaLM, Lexicon, load_lm
-from w2vcli.text import SentencePieceVocabulary, Vocabulary
 
 VOCAB = Vocabulary.from_texts(["the bad bat's abc xyz"])
 

@@ -16,12 +16,12 @@ import torch.multiprocessing as mp
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from tests.train_helpers import make_corpus, small_model, small_train
-from w2vcli.checkpoint import save_checkpoint
+from tests.train_helpers import make_corpus, small_finetune, small_model
+from w2vcli.checkpoints.native import save_checkpoint
 from w2vcli.cli import app
+from w2vcli.data.text import Vocabulary
 from w2vcli.model import Wav2Vec2ForCTC
-from w2vcli.rundir import RunDir
-from w2vcli.text import Vocabulary
+from w2vcli.training.rundir import RunDir
 
 runner = CliRunner()
 FAST = ["--device", "cpu", "--batch-seconds", "2", "--crop-seconds", "0.5", "--log-every", "1"]
@@ -107,7 +107,7 @@ def fake_devices(monkeypatch):
     ],
 )
 def test_device_auto_prefers_cuda_then_mps_then_cpu(fake_devices, cuda, mps, local_rank, expected):
-    from w2vcli.distributed import Dist, select_device
+    from w2vcli.training.runtime import Dist, select_device
 
     chosen = fake_devices(cuda=cuda, mps=mps)
     dist = Dist(rank=local_rank, world_size=2 if local_rank else 1, local_rank=local_rank)
@@ -116,8 +116,8 @@ def test_device_auto_prefers_cuda_then_mps_then_cpu(fake_devices, cuda, mps, loc
 
 
 def test_a_local_rank_beyond_the_visible_gpus_is_a_user_error(fake_devices):
-    from w2vcli.distributed import Dist, select_device
     from w2vcli.errors import UsageError
+    from w2vcli.training.runtime import Dist, select_device
 
     fake_devices(cuda=1)
     with pytest.raises(UsageError, match="only 1 GPU"):
@@ -136,7 +136,7 @@ def _free_port() -> int:
 
 
 def _finetune_cfg(**changes):
-    return small_train(
+    return small_finetune(
         max_updates=3, freeze_updates=1, batch_seconds=2, log_every=1, save_every=1, keep=3, **changes
     )
 
@@ -181,7 +181,7 @@ def test_ddp_finetuning_through_the_unfreezing_equals_one_process_over_the_globa
 
 RESOLVE = """
 import json, sys
-from w2vcli.model_source import load_model, resolve_model
+from w2vcli.checkpoints.resolve import load_model, resolve_model
 path = resolve_model("owner/name")
 loaded = load_model("owner/name")
 print(json.dumps({"path": str(path), "loaded": str(loaded.path), "tokens": list(loaded.vocab.tokens),
@@ -191,7 +191,7 @@ print(json.dumps({"path": str(path), "loaded": str(loaded.path), "tokens": list(
 
 def test_a_hub_id_resolves_to_its_snapshot_in_an_offline_cache(ctc_checkpoint, tmp_path):
     pytest.importorskip("huggingface_hub")
-    from w2vcli.convert import export_hf, load_any
+    from w2vcli.checkpoints.huggingface import export_hf, load_any
 
     commit = "0123456789abcdef0123456789abcdef01234567"
     repo = tmp_path / "hub" / "models--owner--name"

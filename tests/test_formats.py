@@ -2,7 +2,7 @@
 
 import json
 
-from w2vcli.formats import FORMATS, cues, render
+from w2vcli.decoding.formats import FORMATS, cues, render
 
 WORDS = [
     {"word": "hello", "start": 0.1, "end": 0.5},

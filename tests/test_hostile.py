@@ -20,11 +20,11 @@ import soundfile as sf
 import torch
 
 from tests.train_helpers import WORDS, make_corpus, small_model
-from w2vcli.checkpoint import load_checkpoint, save_checkpoint
-from w2vcli.config import ModelConfig
+from w2vcli.checkpoints.native import load_checkpoint, save_checkpoint
+from w2vcli.data.text import Vocabulary
 from w2vcli.errors import UsageError, W2VError
 from w2vcli.model import Wav2Vec2ForCTC
-from w2vcli.text import Vocabulary
+from w2vcli.model.config import ModelConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -183,14 +183,14 @@ def test_transcribe_reads_non_utf8_file_names(model, tmp_path):
 
 
 def test_a_second_process_on_a_busy_run_is_refused_and_a_killed_owner_frees_it(tmp_path):
-    from w2vcli.rundir import RunDir
+    from w2vcli.training.rundir import RunDir
 
     run = tmp_path / "run"
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            f"from w2vcli.rundir import RunDir; import time; "
+            f"from w2vcli.training.rundir import RunDir; import time; "
             f"RunDir({str(run)!r}).lock(); print('locked', flush=True); time.sleep(120)",
         ],
         stdout=subprocess.PIPE,
@@ -215,7 +215,7 @@ def test_a_second_process_on_a_busy_run_is_refused_and_a_killed_owner_frees_it(t
 
 @pytest.mark.slow
 def test_lock_refusal_under_torchrun_is_one_line(tmp_path):
-    from w2vcli.rundir import RunDir
+    from w2vcli.training.rundir import RunDir
 
     run = RunDir(tmp_path / "run")
     run.lock()
@@ -281,8 +281,8 @@ def test_absurd_configs_fail_in_one_line_before_allocating(model, tmp_path, chan
 
 
 def test_parameter_count_matches_the_built_model():
-    from w2vcli.config import preset
     from w2vcli.model import Wav2Vec2ForPreTraining
+    from w2vcli.model.config import preset
 
     for config in (preset("tiny"), small_model()):
         built = max(
@@ -346,7 +346,7 @@ def test_a_corrupt_hugging_face_config_is_named_as_such(tmp_path):
 
 @pytest.mark.parametrize("shard", ["../other/model.safetensors", "/etc/passwd"])
 def test_a_shard_index_cannot_point_outside_the_model(tmp_path, shard):
-    from w2vcli.convert import _read_hf_weights
+    from w2vcli.checkpoints.huggingface import _read_hf_weights
 
     (tmp_path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": {"a": shard}}))
     with pytest.raises(W2VError, match="outside its directory"):
@@ -503,7 +503,7 @@ def test_prep_reports_a_missing_stdin_path_and_carries_on(tmp_path):
 
 
 def test_an_unreadable_subfolder_is_reported(tmp_path, monkeypatch):
-    from w2vcli import inputs
+    from w2vcli.data import inputs
 
     tone(tmp_path / "src" / "a.wav")
     walk = os.walk

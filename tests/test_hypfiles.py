@@ -5,8 +5,8 @@ import json
 import pytest
 
 from w2vcli.errors import UsageError, W2VError
-from w2vcli.hypfiles import Entry, read_entries
-from w2vcli.pairing import pair, path_parts
+from w2vcli.scoring.hypfiles import Entry, read_entries
+from w2vcli.scoring.pairing import pair, path_parts
 
 
 def _write(path, text):

@@ -10,8 +10,8 @@ import math
 import numpy as np
 import torch
 
-from w2vcli.lm import EOS, PrefixTrie
-from w2vcli.losses import ctc_loss
+from w2vcli.decoding.lm import EOS, PrefixTrie
+from w2vcli.model.losses import ctc_loss
 
 
 def brute_force_ctc(log_probs: np.ndarray, labels: list[int], blank: int = 0) -> float:
@@ -56,7 +56,7 @@ def test_the_lm_weight_scales_the_end_of_sentence_score_too():
 
 
 def test_every_utterance_gets_at_least_min_masks_spans():
-    from w2vcli.masking import compute_mask_indices
+    from w2vcli.training.masking import compute_mask_indices
 
     g = torch.Generator().manual_seed(0)
     # 0.01 x 50 / 5 + u < 2: without the floor most rows would get 0 or 1 span of 5 frames

@@ -7,12 +7,12 @@ import math
 import pytest
 import torch
 
-from w2vcli.config import ModelConfig, preset
 from w2vcli.errors import W2VError
-from w2vcli.losses import diversity_loss
-from w2vcli.masking import compute_mask_indices, sample_negative_indices
 from w2vcli.model import Wav2Vec2ForCTC, Wav2Vec2ForPreTraining
+from w2vcli.model.config import ModelConfig, preset
+from w2vcli.model.losses import diversity_loss
 from w2vcli.model.quantizer import GumbelVectorQuantizer, gumbel_temperature, perplexity
+from w2vcli.training.masking import compute_mask_indices, sample_negative_indices
 
 
 def small(**changes) -> ModelConfig:

@@ -4,9 +4,9 @@ import math
 
 import pytest
 
+from w2vcli.decoding.lm import ArpaLM
+from w2vcli.decoding.ngram import discounts, estimate, write_arpa
 from w2vcli.errors import W2VError
-from w2vcli.lm import ArpaLM
-from w2vcli.ngram import discounts, estimate, write_arpa
 
 TEXT = [
     s.split()

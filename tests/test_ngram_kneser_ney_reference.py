@@ -21,8 +21,8 @@ import pytest
 from typer.testing import CliRunner
 
 from w2vcli.cli import app
-from w2vcli.lm import ArpaLM
-from w2vcli.ngram import estimate
+from w2vcli.decoding.lm import ArpaLM
+from w2vcli.decoding.ngram import estimate
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 # Two sentences whose raw bigram and trigram count-of-counts n1..n4 are all non-zero: the top order

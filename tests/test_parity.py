@@ -14,9 +14,9 @@ from transformers import (  # noqa: E402
 from transformers import Wav2Vec2ForCTC as HFForCTC  # noqa: E402
 from transformers import Wav2Vec2ForPreTraining as HFForPreTraining  # noqa: E402
 
-from w2vcli.config import preset  # noqa: E402
-from w2vcli.convert import config_to_hf, export_hf, import_hf, model_from_hf  # noqa: E402
-from w2vcli.masking import compute_mask_indices, sample_negative_indices  # noqa: E402
+from w2vcli.checkpoints.huggingface import config_to_hf, export_hf, import_hf, model_from_hf  # noqa: E402
+from w2vcli.model.config import preset  # noqa: E402
+from w2vcli.training.masking import compute_mask_indices, sample_negative_indices  # noqa: E402
 
 TOL = 1e-4
 TINY_HF = dict(
@@ -189,7 +189,7 @@ def test_export_reloads_in_transformers(tmp_path):
 
 def test_export_pretraining_reloads(tmp_path):
     hf_model, ours, config = pretraining_pair("tiny-group")
-    from w2vcli.checkpoint import Checkpoint
+    from w2vcli.checkpoints.native import Checkpoint
 
     export_hf(Checkpoint(ours, ours.config, "pretraining", None, tmp_path), tmp_path / "out")
     again = HFForPreTraining.from_pretrained(tmp_path / "out").eval()

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from w2vcli import audio
-from w2vcli.manifest import read_manifest
+from w2vcli.data import audio
+from w2vcli.data.manifest import read_manifest
+from w2vcli.data.text import Vocabulary
 from w2vcli.pipelines import _prep_convert
 from w2vcli.pipelines.prep import PrepOptions, prepare
-from w2vcli.text import Vocabulary
 
 
 def tone(seconds=1.0, sr=16000, freq=440.0, amp=0.3, channels=1):

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
-from w2vcli.checkpoint import load_checkpoint
-from w2vcli.config import preset
+from w2vcli.checkpoints.native import load_checkpoint
+from w2vcli.model.config import preset
 
 START = Path(__file__).resolve().parent.parent / "examples" / "pretrained" / "tiny"
 CARD = (START / "README.md").read_text(encoding="utf-8")

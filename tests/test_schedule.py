@@ -4,9 +4,9 @@ import math
 
 import pytest
 
-from w2vcli.config import TrainConfig
 from w2vcli.errors import UsageError
-from w2vcli.schedule import linear_warmup_decay, lr_at, tri_stage
+from w2vcli.training.config import TrainConfig
+from w2vcli.training.schedule import linear_warmup_decay, lr_at, tri_stage
 
 
 def test_linear_warmup_then_decay_to_zero():
@@ -35,7 +35,7 @@ def test_lr_at_reads_fractions_and_counts():
 
 
 def test_bad_settings_are_usage_errors():
-    with pytest.raises(UsageError, match="--accumulate"):
+    with pytest.raises(UsageError, match="accumulate must"):
         TrainConfig(accumulate=0)
     with pytest.raises(UsageError, match="schedule"):
         TrainConfig(schedule="cosine")

@@ -7,9 +7,9 @@ import jiwer
 import numpy as np
 import pytest
 
-from w2vcli import scoring
-from w2vcli.scoring import EditCounts
-from w2vcli.text import normalize_text
+from w2vcli.data.text import normalize_text
+from w2vcli.scoring import error_rates as scoring
+from w2vcli.scoring.error_rates import EditCounts
 
 WORDS = ["a", "b", "the", "cat", "café", "naïve", "東京", "は", "大きい", "don't", "x"]
 

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from w2vcli.errors import W2VError
-from w2vcli.text import (
+from w2vcli.data.text import (
     SentencePieceVocabulary,
     Vocabulary,
     find_numbers,
     load_vocabulary,
     normalize_text,
 )
+from w2vcli.errors import W2VError
 
 TEXTS = [
     "the quick brown fox jumps over the lazy dog",

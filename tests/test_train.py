@@ -13,10 +13,10 @@ import torch
 import torch.multiprocessing as mp
 from safetensors.torch import load_file
 
-from tests.train_helpers import make_corpus, small_model, small_train
-from w2vcli.distributed import cpu_has_amx
+from tests.train_helpers import make_corpus, small_finetune, small_model, small_train
 from w2vcli.pipelines.pretrain import PretrainTask, pretrain
-from w2vcli.rundir import RunDir, load_trainer_state
+from w2vcli.training.rundir import RunDir, load_trainer_state
+from w2vcli.training.runtime import cpu_has_amx
 
 
 @pytest.fixture(scope="module")
@@ -168,12 +168,12 @@ def labelled(tmp_path_factory):
 
 
 def test_finetune_from_a_pretraining_run_keeps_best_with_vocab(corpus, labelled, tmp_path):
-    from w2vcli.checkpoint import load_checkpoint
+    from w2vcli.checkpoints.native import load_checkpoint
     from w2vcli.pipelines.finetune import finetune
 
     pt = pretrain(corpus, tmp_path / "pt", small_train(max_updates=2), small_model())
     events = []
-    cfg = small_train(max_updates=4, freeze_updates=2, valid_every=2, schedule="tri_stage", warmup=0.25)
+    cfg = small_finetune(max_updates=4, freeze_updates=2, valid_every=2, schedule="tri_stage", warmup=0.25)
     result = finetune(
         labelled,
         tmp_path / "ft",
@@ -208,7 +208,7 @@ def test_finetune_can_train_a_pretrained_feature_encoder(corpus, labelled, tmp_p
     result = finetune(
         labelled,
         tmp_path / "ft",
-        small_train(max_updates=2, train_feature_encoder=True),
+        small_finetune(max_updates=2, train_feature_encoder=True),
         str(tmp_path / "pt"),
         small_model(),
     )
@@ -238,12 +238,12 @@ def test_reinit_layers_starts_only_the_top_layers_afresh():
 
 
 def test_finetune_from_scratch_and_clear_init_errors(labelled, tmp_path):
-    from w2vcli.checkpoint import load_checkpoint
+    from w2vcli.checkpoints.native import load_checkpoint
     from w2vcli.errors import UsageError
     from w2vcli.pipelines.finetune import finetune
 
     result = finetune(
-        labelled, tmp_path / "ft", small_train(max_updates=2, valid_every=2), "none", small_model()
+        labelled, tmp_path / "ft", small_finetune(max_updates=2, valid_every=2), "none", small_model()
     )
     assert result.best["update"] == 2 and "wer" in result.best
     settings = json.loads((tmp_path / "ft" / "train.json").read_text())
@@ -251,14 +251,14 @@ def test_finetune_from_scratch_and_clear_init_errors(labelled, tmp_path):
     assert load_checkpoint(result.checkpoint).config.feature_grad_mult > 0
     with pytest.raises(UsageError, match="--init"):
         finetune(
-            labelled, tmp_path / "x", small_train(max_updates=1), str(tmp_path / "missing"), small_model()
+            labelled, tmp_path / "x", small_finetune(max_updates=1), str(tmp_path / "missing"), small_model()
         )
 
 
 def test_best_checkpoint_ranks_by_the_chosen_error_rate_ties_broken_by_the_other():
-    from w2vcli.config import TrainConfig
     from w2vcli.errors import UsageError
-    from w2vcli.train import _rank
+    from w2vcli.training.config import FinetuneConfig
+    from w2vcli.training.loop import _rank
 
     still_wrong_words = {"wer": 1.0, "cer": 0.7}
     worse_chars = {"wer": 1.0, "cer": 0.9}
@@ -266,14 +266,14 @@ def test_best_checkpoint_ranks_by_the_chosen_error_rate_ties_broken_by_the_other
     assert _rank(still_wrong_words, "wer") < _rank(worse_chars, "wer")
     assert _rank(fewer_word_errors, "wer") < _rank(still_wrong_words, "wer")
     assert _rank(still_wrong_words, "cer") < _rank(fewer_word_errors, "cer")
-    with pytest.raises(UsageError, match="--best-by"):
-        TrainConfig(best_by="loss")
+    with pytest.raises(UsageError, match="best_by must"):
+        FinetuneConfig(best_by="loss")
 
 
 def test_mixed_precision_is_fp32_on_cpu_unless_asked_and_bf16_needs_amx(monkeypatch):
-    import w2vcli.distributed as distributed
+    import w2vcli.training.runtime as distributed
     from w2vcli.errors import UsageError
-    from w2vcli.train import amp_dtype
+    from w2vcli.training.loop import amp_dtype
 
     cpu = torch.device("cpu")
     assert amp_dtype(cpu, None) is None and amp_dtype(cpu, False) is None
@@ -299,37 +299,39 @@ def test_pretraining_in_bf16_on_an_amx_cpu_gives_finite_losses(corpus, tmp_path)
 
 
 def test_gumbel_anneal_fits_the_temperature_schedule_to_the_run_and_a_misfit_is_warned():
-    from w2vcli.config import TrainConfig
     from w2vcli.errors import UsageError
-    from w2vcli.schedule import gumbel_at
+    from w2vcli.training.config import PretrainConfig
+    from w2vcli.training.schedule import gumbel_at
 
-    cfg = TrainConfig(max_updates=1000, gumbel_start=20.0, gumbel_end=0.5, gumbel_anneal=0.4)
+    cfg = PretrainConfig(max_updates=1000, gumbel_start=20.0, gumbel_end=0.5, gumbel_anneal=0.4)
     temperature = [gumbel_at(cfg, u) for u in (0, 200, 399, 401, 1000)]
     assert temperature[0] == 20.0 and math.isclose(temperature[1], math.sqrt(20.0 * 0.5), rel_tol=1e-6)
     assert (
         temperature[2] > 0.5 and temperature[3] == temperature[4] == 0.5
     )  # reaches the end at 40%, then holds
-    assert gumbel_at(TrainConfig(gumbel_decay=0.99), 10) == 2.0 * 0.99**10  # without anneal: the decay given
-    timed = TrainConfig(
+    assert (
+        gumbel_at(PretrainConfig(gumbel_decay=0.99), 10) == 2.0 * 0.99**10
+    )  # without anneal: the decay given
+    timed = PretrainConfig(
         max_updates=None, max_minutes=10, gumbel_start=20.0, gumbel_end=0.5, gumbel_anneal=0.4
     )
     assert math.isclose(
         gumbel_at(timed, 3, spent=0.2), math.sqrt(20.0 * 0.5)
     )  # by the budget, not the update
-    with pytest.raises(UsageError, match="--gumbel-anneal"):
-        TrainConfig(gumbel_anneal=1.5)
+    with pytest.raises(UsageError, match="gumbel_anneal must"):  # field names; the CLI shows flags
+        PretrainConfig(gumbel_anneal=1.5)
     metrics = {"code_perplexity": 50.0, "contrastive": 1.0, "contrastive_bits": 1.4, "accuracy": 0.5}
-    paper = PretrainTask(small_model(), TrainConfig(max_updates=2000))  # 0.999995: 400k updates' schedule
+    paper = PretrainTask(small_model(), PretrainConfig(max_updates=2000))  # 0.999995: 400k updates' schedule
     assert any("--gumbel-anneal" in w for w in paper.check(metrics, 1))
     assert paper.check(metrics, 2) == []  # once
-    fitted = PretrainTask(small_model(), TrainConfig(max_updates=2000, gumbel_anneal=0.7))
+    fitted = PretrainTask(small_model(), PretrainConfig(max_updates=2000, gumbel_anneal=0.7))
     assert fitted.check(metrics, 1) == []
 
 
 def _validate_rank(rank: int, port: int, data, out) -> None:
-    from w2vcli.distributed import Dist, init, shutdown
-    from w2vcli.manifest import read_manifest
+    from w2vcli.data.manifest import read_manifest
     from w2vcli.pipelines.finetune import make_validator
+    from w2vcli.training.runtime import Dist, init, shutdown
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
@@ -337,15 +339,19 @@ def _validate_rank(rank: int, port: int, data, out) -> None:
     init(dist, torch.device("cpu"))
     model, vocab = _validation_model(data)
     result = make_validator(
-        read_manifest(data / "valid.jsonl"), vocab, small_train(batch_seconds=1.5), torch.device("cpu"), dist
+        read_manifest(data / "valid.jsonl"),
+        vocab,
+        small_finetune(batch_seconds=1.5),
+        torch.device("cpu"),
+        dist,
     )(model)
     (out / f"rank{rank}.json").write_text(json.dumps(result))
     shutdown(dist)
 
 
 def _validation_model(data):
+    from w2vcli.data.text import load_vocabulary
     from w2vcli.model import Wav2Vec2ForCTC
-    from w2vcli.text import load_vocabulary
 
     vocab = load_vocabulary(data)
     torch.manual_seed(0)
@@ -358,13 +364,13 @@ def _validation_model(data):
 
 @pytest.mark.slow
 def test_validation_under_ddp_splits_the_set_and_sums_the_edits_to_the_one_process_rates(tmp_path):
-    from w2vcli.manifest import read_manifest
+    from w2vcli.data.manifest import read_manifest
     from w2vcli.pipelines.finetune import make_validator
 
     data = make_corpus(tmp_path / "data", n=2, labelled=True, valid=5)  # 5: shards of 3 and 2
     model, vocab = _validation_model(data)
     one = make_validator(
-        read_manifest(data / "valid.jsonl"), vocab, small_train(batch_seconds=1.5), torch.device("cpu")
+        read_manifest(data / "valid.jsonl"), vocab, small_finetune(batch_seconds=1.5), torch.device("cpu")
     )(model)
     mp.start_processes(_validate_rank, args=(_free_port(), data, tmp_path), nprocs=2, start_method="spawn")
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]

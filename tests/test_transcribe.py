@@ -8,8 +8,8 @@ import pytest
 import soundfile as sf
 import torch
 
+from w2vcli.checkpoints.resolve import load_model
 from w2vcli.errors import W2VError
-from w2vcli.model_source import load_model
 from w2vcli.pipelines.transcribe import TranscribeOptions, expand, transcribe
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # never the network in tests
@@ -183,8 +183,8 @@ def test_int8_runs_and_mostly_agrees(tmp_path):
 
 
 def test_int8_on_amx_packs_for_onednn_and_runs_attention_in_bf16(tmp_path):
+    from w2vcli.checkpoints.quantize import quantize
     from w2vcli.model.transformer import Attention
-    from w2vcli.model_source import quantize
 
     d = tmp_path / "m"
     make_hf_model(d, "layer")
@@ -205,8 +205,8 @@ def test_int8_on_amx_packs_for_onednn_and_runs_attention_in_bf16(tmp_path):
 def test_streamed_greedy_equals_greedy_over_stitched_logits(tmp_path):
     """Greedy decoding per chunk, stitched, is greedy decoding of the stitched logits: same tokens,
     same frames, same text. Tiny chunks put many borders inside the file."""
-    from w2vcli.chunking import ChunkPlan, stitch_greedy
-    from w2vcli.decoding import greedy_search, to_text
+    from w2vcli.data.chunking import ChunkPlan, stitch_greedy
+    from w2vcli.decoding.ctc import greedy_search, to_text
     from w2vcli.pipelines._transcribe_engine import Prefetcher, run_events
 
     d = tmp_path / "m"

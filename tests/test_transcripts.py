@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from w2vcli.data.transcripts import NOT_UTF8, TranscriptIndex, read_table, read_trans_txt
 from w2vcli.errors import UsageError
-from w2vcli.transcripts import NOT_UTF8, TranscriptIndex, read_table, read_trans_txt
 
 
 def test_trans_txt(tmp_path):

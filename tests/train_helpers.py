@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from w2vcli.config import TrainConfig, preset
-from w2vcli.manifest import Utterance, write_manifest
-from w2vcli.text import Vocabulary
+from w2vcli.data.manifest import Utterance, write_manifest
+from w2vcli.data.text import Vocabulary
+from w2vcli.model.config import preset
+from w2vcli.training.config import FinetuneConfig, PretrainConfig
 
 SR = 16_000
 WORDS = ["a cat", "the dog", "sun", "red sea", "no", "one two", "hi there", "big"]
@@ -54,15 +55,14 @@ def small_model(**changes):
     )
 
 
-def small_train(**changes) -> TrainConfig:
-    base = dict(
-        max_updates=6,
-        batch_seconds=3,
-        crop_seconds=1,
-        log_every=2,
-        save_every=3,
-        device="cpu",
-        warmup=2,
-        lr=2e-3,
-    )
-    return TrainConfig(**{**base, **changes})
+SMALL = dict(max_updates=6, batch_seconds=3, log_every=2, save_every=3, device="cpu", warmup=2, lr=2e-3)
+
+
+def small_train(**changes) -> PretrainConfig:
+    """A seconds-long pretraining run."""
+    return PretrainConfig(**{**SMALL, "crop_seconds": 1, **changes})
+
+
+def small_finetune(**changes) -> FinetuneConfig:
+    """A seconds-long fine-tuning run (linear schedule unless a test asks for tri-stage)."""
+    return FinetuneConfig(**{**SMALL, "schedule": "linear", **changes})

@@ -12,7 +12,7 @@ import sys
 import typer
 
 from w2vcli import __version__
-from w2vcli.cli import convert, curves, finetune, info, lm, prep, pretrain, score, transcribe
+from w2vcli.cli import convert, curves, export, finetune, info, lm, prep, pretrain, score, transcribe
 
 app = typer.Typer(
     name="w2v",
@@ -46,6 +46,7 @@ app.command("transcribe")(transcribe.transcribe)
 app.command("score")(score.score)
 app.command("lm")(lm.lm)
 app.command("convert")(convert.convert)
+app.command("export")(export.export)
 app.command("info")(info.info)
 app.command("curves")(curves.curves)
 

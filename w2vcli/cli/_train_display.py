@@ -99,7 +99,7 @@ class TrainDisplay:
 def finish(result, run_dir: Path) -> None:
     """Summary on stderr; the exit code tells scripts why training stopped."""
     from w2vcli.console import err
-    from w2vcli.metrics import read_metrics, series, sparkline
+    from w2vcli.training.metrics import read_metrics, series, sparkline
 
     if not is_main_process():
         raise typer.Exit(EXIT_CODES.get(result.stop_reason, 0))

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
+from collections.abc import Iterator
 from typing import Annotated
 
 import typer
@@ -51,3 +54,21 @@ SpeedPerturb = Annotated[
         show_default=False,
     ),
 ]
+
+
+@contextlib.contextmanager
+def flag_names() -> Iterator[None]:
+    """Settings problems are phrased in field names (`max_updates must be at least 1`); on the command
+    line they read as the flags that set them (`--max-updates must be at least 1`)."""
+    import dataclasses
+
+    from w2vcli.errors import UsageError
+    from w2vcli.training.config import FinetuneConfig, PretrainConfig
+
+    try:
+        yield
+    except UsageError as e:
+        names = {f.name for kind in (PretrainConfig, FinetuneConfig) for f in dataclasses.fields(kind)}
+        pattern = re.compile(r"(?<![\w-])(" + "|".join(sorted(names, key=len, reverse=True)) + r")(?![\w-])")
+        message = pattern.sub(lambda m: "--" + m.group(1).replace("_", "-"), str(e))
+        raise UsageError(message) from None

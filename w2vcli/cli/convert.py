@@ -25,8 +25,8 @@ def convert(
 
     Example: `w2v convert ./wav2vec2-base-960h models/base-960h`
     """
+    from w2vcli.checkpoints.huggingface import convert as run
     from w2vcli.console import err
-    from w2vcli.convert import convert as run
     from w2vcli.errors import UsageError
 
     if dst.exists() and dst.resolve() == src.resolve():

@@ -24,7 +24,7 @@ def curves(
     """Show how training went: one chart per metric, update numbers below."""
     from w2vcli.console import out
     from w2vcli.errors import UsageError
-    from w2vcli.metrics import chart, read_metrics, series
+    from w2vcli.training.metrics import chart, read_metrics, series
 
     records = read_metrics(run / "metrics.jsonl")
     if not records:

@@ -7,7 +7,18 @@ from typing import Annotated
 
 import typer
 
-from w2vcli.cli.common import Amp, ClipNorm, Device, Fresh, LogEvery, SaveEvery, Seed, SpeedPerturb, Workers
+from w2vcli.cli.common import (
+    Amp,
+    ClipNorm,
+    Device,
+    Fresh,
+    LogEvery,
+    SaveEvery,
+    Seed,
+    SpeedPerturb,
+    Workers,
+    flag_names,
+)
 
 
 def finetune(
@@ -189,10 +200,10 @@ def finetune(
     Ctrl-C saves a checkpoint (exit 130); run again to resume. Under `torchrun` this trains with DDP.
     """
     from w2vcli.cli._train_display import TrainDisplay, finish
-    from w2vcli.config import preset as get_preset
     from w2vcli.errors import UsageError
+    from w2vcli.model.config import preset as get_preset
     from w2vcli.pipelines.finetune import finetune as run_finetune
-    from w2vcli.recipes import finetune_settings, recipe_for
+    from w2vcli.training.recipes import finetune_settings, recipe_for
 
     model_flags = {
         "mask_time_prob": mask_prob,
@@ -208,7 +219,7 @@ def finetune(
         raise UsageError("--reinit-layers needs a pretrained --init: from scratch every layer is new")
     name = preset or "tiny"
     if init != "none" and preset is None:
-        from w2vcli.convert import load_any
+        from w2vcli.checkpoints.huggingface import load_any
         from w2vcli.pipelines._training import init_source
 
         name = recipe_for(load_any(init_source(init)).config)
@@ -236,7 +247,8 @@ def finetune(
         "workers": workers,
         "speed_perturb": speed_perturb,
     }
-    cfg, overrides = finetune_settings(name, train_flags, model_flags)
+    with flag_names():
+        cfg, overrides = finetune_settings(name, train_flags, model_flags)
     model = get_preset(name)
     model.replace(**overrides)  # a bad rate is refused here, before RUN is touched
     with TrainDisplay("fine-tuning") as display:

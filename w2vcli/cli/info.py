@@ -20,8 +20,8 @@ def info(
     """Describe a model: head, architecture, parameters, vocabulary."""
     from rich.table import Table
 
+    from w2vcli.checkpoints.huggingface import load_any
     from w2vcli.console import out
-    from w2vcli.convert import load_any
 
     ckpt = load_any(model)
     cfg = ckpt.config

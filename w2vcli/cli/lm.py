@@ -30,7 +30,7 @@ def lm(
 ) -> None:
     """Build an interpolated modified Kneser-Ney n-gram LM (ARPA), normalising text as `w2v prep` does."""
     from w2vcli.console import err
-    from w2vcli.ngram import estimate, read_sentences, write_arpa
+    from w2vcli.decoding.ngram import estimate, read_sentences, write_arpa
 
     norm = {"lowercase": not keep_case, "strip_punctuation": not keep_punctuation}
     sentences = read_sentences(text, **norm)

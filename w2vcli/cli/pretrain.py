@@ -7,7 +7,18 @@ from typing import Annotated
 
 import typer
 
-from w2vcli.cli.common import Amp, ClipNorm, Device, Fresh, LogEvery, SaveEvery, Seed, SpeedPerturb, Workers
+from w2vcli.cli.common import (
+    Amp,
+    ClipNorm,
+    Device,
+    Fresh,
+    LogEvery,
+    SaveEvery,
+    Seed,
+    SpeedPerturb,
+    Workers,
+    flag_names,
+)
 
 
 def pretrain(
@@ -180,7 +191,7 @@ def pretrain(
     from w2vcli.errors import UsageError
     from w2vcli.pipelines.pretrain import check_init_flags
     from w2vcli.pipelines.pretrain import pretrain as run_pretrain
-    from w2vcli.recipes import pretrain_settings, recipe_for
+    from w2vcli.training.recipes import pretrain_settings, recipe_for
 
     if gumbel_decay is not None and gumbel_anneal is not None:
         raise UsageError("give --gumbel-decay or --gumbel-anneal, not both")
@@ -218,7 +229,8 @@ def pretrain(
     if init is not None:
         own = check_init_flags(init, model_flags)  # before anything is written
         name = preset or recipe_for(own)
-    cfg, model = pretrain_settings(name, train_flags, model_flags)
+    with flag_names():
+        cfg, model = pretrain_settings(name, train_flags, model_flags)
     with TrainDisplay("pretraining") as display:
         result = run_pretrain(
             data, out, cfg, model, on_event=display, on_prep_progress=display.prep, init=init

@@ -28,7 +28,7 @@ def transcribe(
         typer.Option(
             "--model",
             "-m",
-            help="Fine-tuning run, checkpoint or Hugging Face directory, or hub id. "
+            help="Fine-tuning run, checkpoint or Hugging Face directory, ONNX file (w2v export), or hub id. "
             "Default: $W2V_MODEL, else facebook/wav2vec2-base-960h from the hub.",
         ),
     ] = None,
@@ -103,15 +103,24 @@ def transcribe(
         bool,
         typer.Option(
             "--int8",
-            help="CPU only, faster: int8 transformer weights; on CPUs with AMX the CNN and attention "
-            "also run in bfloat16 (about 2.4x fp32 there, 1.4x elsewhere). Text may differ slightly.",
+            help="CPU only, faster: the transformer's matrix products in int8 (the CNN and the CTC head "
+            "stay fp32). Text may differ slightly.",
         ),
     ] = False,
+    engine: Annotated[
+        str | None,
+        typer.Option(
+            "--engine",
+            help="auto: ONNX Runtime on the CPU (the model is exported once and cached; see "
+            "`w2v export`), PyTorch on GPUs; onnx; torch. Default: $W2V_ENGINE, else auto.",
+            show_default=False,
+        ),
+    ] = None,
     device: Device = "auto",
 ) -> None:
     """Transcribe audio with a CTC model. Exit code 0 when every input worked, 1 when some failed."""
+    from w2vcli.decoding.formats import FORMATS
     from w2vcli.errors import UsageError
-    from w2vcli.formats import FORMATS
 
     formats = formats or (["txt"] if output_dir else [])
     bad = [f for f in formats if f not in FORMATS]
@@ -126,10 +135,10 @@ def transcribe(
             "- reads paths from stdin, but stdin is a terminal; pipe paths in (find . -name '*.flac' | ...)"
         )
 
-    from w2vcli.distributed import from_env, select_device
-    from w2vcli.model_source import load_model
+    from w2vcli.checkpoints.resolve import load_model
     from w2vcli.pipelines.transcribe import TranscribeOptions, expand, open_outputs, output_paths
     from w2vcli.pipelines.transcribe import transcribe as run
+    from w2vcli.training.runtime import from_env, select_device
 
     stdin = (os.fsdecode(line) for line in sys.stdin.buffer) if "-" in audio else ()
     items = expand(audio, stdin, skip_dir=output_dir)
@@ -150,14 +159,18 @@ def transcribe(
         lm_weight=lm_weight,
         word_score=word_score,
     )
-    loaded = load_model(model, device=dev, int8=int8)
+    from w2vcli.console import err
+
+    loaded = load_model(
+        model, device=dev, int8=int8, engine=engine, announce=lambda m: err.print(m, markup=False)
+    )
     failed = _run(lambda on_progress: run(items, loaded, options, on_progress), items, ledger, formats)
     if failed:
         raise typer.Exit(1)
 
 
 def _emit(result: dict, items, ledger, formats) -> None:
-    from w2vcli.formats import public, render
+    from w2vcli.decoding.formats import public, render
     from w2vcli.pipelines.transcribe import write_outputs
 
     if ledger is not None:

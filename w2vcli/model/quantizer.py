@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from w2vcli.config import ModelConfig
+from w2vcli.model.config import ModelConfig
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 Shapes: B batch, N samples, T frames, C conv channels, D model dim, M masked frames, K negatives,
 P final projection dim, V vocabulary. Module names match Hugging Face's `Wav2Vec2ForPreTraining` /
-`Wav2Vec2ForCTC`, so a state dict converts by a short key table (see convert.py).
+`Wav2Vec2ForCTC`, so a state dict converts by a short key table (see checkpoints/huggingface.py).
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from w2vcli.config import ModelConfig
-from w2vcli.losses import contrastive_logits, contrastive_loss, diversity_loss
-from w2vcli.model.dropout import Dropout
+from w2vcli.model.config import ModelConfig
 from w2vcli.model.feature_encoder import FeatureEncoder, FeatureProjection, GradMultiply
+from w2vcli.model.kernels import Dropout
+from w2vcli.model.losses import contrastive_logits, contrastive_loss, diversity_loss
 from w2vcli.model.quantizer import GumbelVectorQuantizer
 from w2vcli.model.transformer import Encoder, PositionalConvEmbedding
 

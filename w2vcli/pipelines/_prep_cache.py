@@ -11,7 +11,7 @@ import json
 import os
 from pathlib import Path
 
-from w2vcli.audio import UNREADABLE
+from w2vcli.data.audio import UNREADABLE
 from w2vcli.fsutil import atomic_open
 from w2vcli.pipelines._prep_convert import DECODER_ERROR, WRITE_ERROR, Job
 

@@ -9,7 +9,15 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from w2vcli.audio import SAMPLE_RATE, SILENCE, BadAudio, decode_checked, is_silent, split_points, write_audio
+from w2vcli.data.audio import (
+    SAMPLE_RATE,
+    SILENCE,
+    BadAudio,
+    decode_checked,
+    is_silent,
+    split_points,
+    write_audio,
+)
 
 TOO_LONG, DECODER_ERROR, WRITE_ERROR = "too long for its transcript", "decoder error", "write failed"
 SUFFIX = ".flac"  # lossless and about half the size of WAV

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from w2vcli.data.manifest import Utterance
+from w2vcli.data.text import SPM_FILE, VOCAB_FILE, SentencePieceVocabulary, Vocabulary
 from w2vcli.fsutil import atomic_open, atomic_write
-from w2vcli.manifest import Utterance
-from w2vcli.text import SPM_FILE, VOCAB_FILE, SentencePieceVocabulary, Vocabulary
 
 SPLITS = ("train", "valid")
 

@@ -7,15 +7,16 @@ from pathlib import Path
 
 import torch
 
-from w2vcli import distributed
-from w2vcli.checkpoint import is_checkpoint
-from w2vcli.config import ModelConfig, TrainConfig
-from w2vcli.data import filter_utterances, make_loader
-from w2vcli.distributed import Dist
+from w2vcli.checkpoints.native import is_checkpoint
+from w2vcli.data.loader import filter_utterances, make_loader
+from w2vcli.data.manifest import read_manifest
 from w2vcli.errors import UsageError, W2VError
-from w2vcli.manifest import read_manifest
-from w2vcli.rundir import RunDir
-from w2vcli.train import Event
+from w2vcli.model.config import ModelConfig
+from w2vcli.training import runtime as distributed
+from w2vcli.training.config import TrainConfig
+from w2vcli.training.loop import Event
+from w2vcli.training.rundir import RunDir
+from w2vcli.training.runtime import Dist
 
 
 def setup(cfg: TrainConfig) -> tuple[Dist, torch.device]:

@@ -17,10 +17,10 @@ import numpy as np
 import soundfile as sf
 import torch
 
-from w2vcli.audio import SAMPLE_RATE, probe_audio
-from w2vcli.chunking import Chunk, ChunkPlan, iter_chunks, mean_std, read_blocks
+from w2vcli.data.audio import SAMPLE_RATE, probe_audio
+from w2vcli.data.chunking import Chunk, ChunkPlan, iter_chunks, mean_std, read_blocks
+from w2vcli.data.inputs import shown
 from w2vcli.errors import W2VError
-from w2vcli.inputs import shown
 from w2vcli.model.wav2vec2 import normalize_waveform
 
 PREFETCH_CHUNKS = 8

@@ -12,9 +12,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from w2vcli.data.inputs import AUDIO_SUFFIXES, _rel_of_file, _walk, shown
+from w2vcli.data.manifest import read_manifest
 from w2vcli.errors import UsageError
-from w2vcli.inputs import AUDIO_SUFFIXES, _rel_of_file, _walk, shown
-from w2vcli.manifest import read_manifest
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """`w2v finetune`: CTC fine-tuning of a (pre)trained wav2vec 2.0 model on transcribed speech.
 
-    result = finetune("data/", "runs/ft", TrainConfig(schedule="tri_stage", lr=5e-5), init="runs/pt")
+    result = finetune("data/", "runs/ft", FinetuneConfig(lr=5e-5), init="runs/pt")
 
 B batch, N samples, T frames, D model dim, L label tokens. The feature encoder stays frozen;
 the whole transformer too for the first `freeze_updates` (only the CTC head learns); the top
@@ -16,17 +16,16 @@ from dataclasses import dataclass
 
 import torch
 
-from w2vcli import distributed
-from w2vcli.audio import SAMPLE_RATE
-from w2vcli.checkpoint import load_backbone
-from w2vcli.config import ModelConfig, TrainConfig, preset
-from w2vcli.convert import load_any
-from w2vcli.data import make_loader
-from w2vcli.decoding import decode, to_text
+from w2vcli.checkpoints.huggingface import load_any
+from w2vcli.checkpoints.native import load_backbone
+from w2vcli.data.audio import SAMPLE_RATE
+from w2vcli.data.loader import make_loader
+from w2vcli.data.text import load_vocabulary
+from w2vcli.decoding.ctc import decode, to_text
 from w2vcli.errors import UsageError, W2VError
-from w2vcli.losses import ctc_loss
-from w2vcli.masking import compute_feature_mask, compute_mask_indices
 from w2vcli.model import Wav2Vec2ForCTC
+from w2vcli.model.config import ModelConfig, preset
+from w2vcli.model.losses import ctc_loss
 from w2vcli.model.wav2vec2 import init_weights
 from w2vcli.pipelines._training import (
     init_source,
@@ -38,11 +37,13 @@ from w2vcli.pipelines._training import (
     training_loader,
 )
 from w2vcli.pipelines.pretrain import frame_lengths
-from w2vcli.recipes import finetune_settings
-from w2vcli.rundir import RunDir
-from w2vcli.scoring import EditCounts, char_edits, error_rate, word_edits
-from w2vcli.text import load_vocabulary
-from w2vcli.train import Trainer, TrainResult
+from w2vcli.scoring.error_rates import EditCounts, char_edits, error_rate, word_edits
+from w2vcli.training import runtime as distributed
+from w2vcli.training.config import FinetuneConfig
+from w2vcli.training.loop import Trainer, TrainResult
+from w2vcli.training.masking import compute_feature_mask, compute_mask_indices
+from w2vcli.training.recipes import finetune_settings
+from w2vcli.training.rundir import RunDir
 
 
 @dataclass
@@ -60,7 +61,7 @@ class Labelled:
 class FinetuneTask:
     find_unused = True  # masked_spec_embed gets no gradient when no span is masked
 
-    def __init__(self, config: ModelConfig, cfg: TrainConfig, train_cnn: bool = False) -> None:
+    def __init__(self, config: ModelConfig, cfg: FinetuneConfig, train_cnn: bool = False) -> None:
         self.config, self.cfg, self.train_cnn = config, cfg, train_cnn
         self.frozen: bool | None = None
 
@@ -125,7 +126,9 @@ class FinetuneTask:
         return []
 
 
-def make_validator(utts, vocab, cfg: TrainConfig, device: torch.device, dist: distributed.Dist | None = None):
+def make_validator(
+    utts, vocab, cfg: FinetuneConfig, device: torch.device, dist: distributed.Dist | None = None
+):
     """A function model -> {"wer", "cer", "loss"} over `utts` (greedy decoding, whole set each call).
 
     Under DDP each rank decodes its own share (every world_size-th utterance by duration) and the
@@ -172,7 +175,7 @@ def finetune_config(config: ModelConfig, vocab, overrides: dict, train_cnn: bool
     )
 
 
-def trains_cnn(cfg: TrainConfig, init: str) -> bool:
+def trains_cnn(cfg: FinetuneConfig, init: str) -> bool:
     """The CNN learns when asked to, or by default when there is no pretrained one to keep."""
     return cfg.train_feature_encoder if cfg.train_feature_encoder is not None else init == "none"
 
@@ -210,7 +213,7 @@ def reinit_top_layers(model: Wav2Vec2ForCTC, n: int) -> None:
 def finetune(
     data: str | os.PathLike,
     out: str | os.PathLike,
-    cfg: TrainConfig | None = None,
+    cfg: FinetuneConfig | None = None,
     init: str = "none",
     model_config: ModelConfig | None = None,
     overrides: dict | None = None,
@@ -218,7 +221,7 @@ def finetune(
 ) -> TrainResult:
     """Fine-tune `init` ("none": `model_config` from scratch) with CTC on DATA's train.jsonl, validating
     on its valid.jsonl; re-running resumes the run `out` unless cfg.fresh. Without `cfg` (and
-    `overrides`), the tiny preset's fine-tuning recipe, as `w2v finetune` uses (recipes.py)."""
+    `overrides`), the tiny preset's fine-tuning recipe, as `w2v finetune` uses (training/recipes.py)."""
     if cfg is None:
         cfg, recipe_overrides = finetune_settings("tiny")
         overrides = recipe_overrides if overrides is None else overrides

@@ -16,16 +16,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from w2vcli import __version__
-from w2vcli.audio import SAMPLE_RATE
+from w2vcli.data.audio import SAMPLE_RATE
+from w2vcli.data.inputs import scan
+from w2vcli.data.manifest import Utterance, write_manifest
+from w2vcli.data.text import find_numbers, load_vocabulary, normalize_text
+from w2vcli.data.transcripts import EMPTY_TEXT, NO_TRANSCRIPT, ORPHAN, TranscriptIndex
 from w2vcli.errors import UsageError
 from w2vcli.fsutil import atomic_write
-from w2vcli.inputs import scan
-from w2vcli.manifest import Utterance, write_manifest
 from w2vcli.pipelines import _prep_outputs as outputs
 from w2vcli.pipelines._prep_cache import CACHE_FILE, ConversionCache
 from w2vcli.pipelines._prep_convert import Job, convert_all
-from w2vcli.text import find_numbers, load_vocabulary, normalize_text
-from w2vcli.transcripts import EMPTY_TEXT, NO_TRANSCRIPT, ORPHAN, TranscriptIndex
 
 AUDIO_DIR, REPORT_FILE, REJECTED_FILE = "audio", "prep.json", "rejected.jsonl"
 TOO_SHORT, OUT_OF_VOCAB = "too short", "characters outside the vocabulary"
@@ -36,7 +36,7 @@ class PrepOptions:
     valid_percent: float = 5.0
     min_seconds: float = 0.5
     max_seconds: float = 30.0
-    transcripts: str | None = None  # a TSV/CSV/JSONL table (see w2vcli.transcripts)
+    transcripts: str | None = None  # a TSV/CSV/JSONL table (see w2vcli.data.transcripts)
     unlabelled: bool = False  # ignore every transcript: data for pretraining
     vocab: str = "chars"  # "chars", "sentencepiece", or the path of an existing vocabulary
     vocab_size: int = 1000  # sentencepiece only

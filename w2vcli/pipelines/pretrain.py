@@ -6,7 +6,7 @@
     result = pretrain("my_audio/", "runs/dapt", cfg, init="facebook-wav2vec2-base/")  # continued pretraining
 
 B batch, N samples, T frames, K negatives, G codebook groups. Each micro-batch draws span masks
-and negatives from its own seeded generator (see train.py); the loss is the sum over masked
+and negatives from its own seeded generator (see training/loop.py); the loss is the sum over masked
 frames of contrastive + weighted diversity + feature penalty, divided by the global count.
 """
 
@@ -18,14 +18,12 @@ from dataclasses import dataclass
 
 import torch
 
-from w2vcli import distributed
-from w2vcli.audio import SAMPLE_RATE
-from w2vcli.checkpoint import load_backbone
-from w2vcli.config import ModelConfig, TrainConfig
-from w2vcli.convert import load_any
+from w2vcli.checkpoints.huggingface import load_any
+from w2vcli.checkpoints.native import load_backbone
+from w2vcli.data.audio import SAMPLE_RATE
 from w2vcli.errors import UsageError
-from w2vcli.masking import compute_mask_indices, sample_negative_indices
 from w2vcli.model import Wav2Vec2ForPreTraining
+from w2vcli.model.config import ModelConfig
 from w2vcli.pipelines._training import (
     init_source,
     load_split,
@@ -35,10 +33,13 @@ from w2vcli.pipelines._training import (
     setup,
     training_loader,
 )
-from w2vcli.recipes import OBJECTIVE_FIELDS, QUANTIZER_FIELDS, pretrain_settings
-from w2vcli.rundir import RunDir
-from w2vcli.schedule import gumbel_at
-from w2vcli.train import Event, Trainer, TrainResult
+from w2vcli.training import runtime as distributed
+from w2vcli.training.config import PretrainConfig
+from w2vcli.training.loop import Event, Trainer, TrainResult
+from w2vcli.training.masking import compute_mask_indices, sample_negative_indices
+from w2vcli.training.recipes import OBJECTIVE_FIELDS, QUANTIZER_FIELDS, pretrain_settings
+from w2vcli.training.rundir import RunDir
+from w2vcli.training.schedule import gumbel_at
 
 
 def frame_lengths(config: ModelConfig, samples: torch.Tensor) -> torch.Tensor:
@@ -60,7 +61,7 @@ class Masked:
 class PretrainTask:
     find_unused = False
 
-    def __init__(self, config: ModelConfig, cfg: TrainConfig) -> None:
+    def __init__(self, config: ModelConfig, cfg: PretrainConfig) -> None:
         self.config, self.cfg = config, cfg
         self.temperature = cfg.gumbel_start
         self.warned: set[str] = set()
@@ -229,7 +230,7 @@ def check_init_flags(init: str, given: dict) -> ModelConfig:
 def pretrain(
     data: str | os.PathLike,
     out: str | os.PathLike,
-    cfg: TrainConfig | None = None,
+    cfg: PretrainConfig | None = None,
     model_config: ModelConfig | None = None,
     on_event=None,
     on_prep_progress=None,
@@ -237,7 +238,7 @@ def pretrain(
 ) -> TrainResult:
     """Pretrain on DATA (a prep output, or a folder of audio prepared into RUN/data) into the run `out`;
     re-running resumes from the run's last checkpoint unless cfg.fresh. Without `cfg`/`model_config`,
-    the tiny preset's recipe (recipes.py), as `w2v pretrain` uses. With `init`, continue pretraining that
+    the tiny preset's recipe (training/recipes.py), as `w2v pretrain` uses. With `init`, continue pretraining that
     model (its architecture; the objective of `model_config`); optimizer and schedule start fresh."""
     if cfg is None or model_config is None:
         default_cfg, default_config = pretrain_settings("tiny")

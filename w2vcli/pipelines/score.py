@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from w2vcli import scoring
+from w2vcli.data.text import normalize_text
 from w2vcli.errors import UsageError, W2VError
-from w2vcli.hypfiles import Entry, read_entries
-from w2vcli.pairing import pair
-from w2vcli.scoring import EditCounts
-from w2vcli.text import normalize_text
+from w2vcli.scoring import error_rates as scoring
+from w2vcli.scoring.error_rates import EditCounts
+from w2vcli.scoring.hypfiles import Entry, read_entries
+from w2vcli.scoring.pairing import pair
 
 MISSING_MODES = ("fail", "skip", "empty")
 

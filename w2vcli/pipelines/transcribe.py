@@ -1,12 +1,12 @@
 """`w2v transcribe` as a library: audio files in, one result dict per file out, as soon as it is done.
 
-    from w2vcli.model_source import load_model
+    from w2vcli.checkpoints.resolve import load_model
     from w2vcli.pipelines.transcribe import TranscribeOptions, expand, transcribe
     loaded = load_model("runs/ft")
     for result in transcribe(expand(["clips/"]), loaded, TranscribeOptions(timestamps="word")):
         print(result["audio"], result["text"])
 
-Long files are cut into overlapping chunks (chunking.py) whose kept frame logits are stitched and
+Long files are cut into overlapping chunks (data/chunking.py) whose kept frame logits are stitched and
 decoded once, so words at chunk borders are neither lost nor doubled and timestamps stay global.
 Greedy decoding runs on each chunk as soon as it is computed and stitches hypotheses instead
 (the same result), so a long file's memory does not grow with the vocabulary size.
@@ -22,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from w2vcli.audio import SAMPLE_RATE
-from w2vcli.chunking import ChunkPlan, stitch_greedy
-from w2vcli.decoding import (
+from w2vcli.data.audio import SAMPLE_RATE
+from w2vcli.data.chunking import ChunkPlan, stitch_greedy
+from w2vcli.data.inputs import shown
+from w2vcli.decoding.ctc import (
     BeamOptions,
     char_timestamps,
     decode,
@@ -32,10 +33,9 @@ from w2vcli.decoding import (
     to_text,
     word_timestamps,
 )
+from w2vcli.decoding.formats import render
 from w2vcli.errors import UsageError
-from w2vcli.formats import render
 from w2vcli.fsutil import OutputLedger
-from w2vcli.inputs import shown
 from w2vcli.pipelines._transcribe_engine import Prefetcher, run_events
 from w2vcli.pipelines._transcribe_inputs import Item, expand
 
@@ -68,12 +68,12 @@ class TranscribeOptions:
 def _beam_options(options: TranscribeOptions) -> BeamOptions:
     lm = None
     if options.lm:
-        from w2vcli.lm import load_lm
+        from w2vcli.decoding.lm import load_lm
 
         lm = load_lm(options.lm)
     lexicon = None
     if options.lexicon:
-        from w2vcli.lm import ArpaLM, Lexicon
+        from w2vcli.decoding.lm import ArpaLM, Lexicon
 
         same_file = options.lm is not None and Path(options.lexicon).resolve() == Path(options.lm).resolve()
         lexicon = (
@@ -86,13 +86,6 @@ def _beam_options(options: TranscribeOptions) -> BeamOptions:
         word_score=options.word_score,
         lexicon=lexicon,
     )
-
-
-def _device_of(model) -> str:
-    try:
-        return str(next(model.parameters()).device)
-    except StopIteration:  # int8 on CPU keeps packed weights outside parameters()
-        return "cpu"
 
 
 def transcribe(
@@ -108,11 +101,12 @@ def transcribe(
     """
     options = options or TranscribeOptions()
     model, config, vocab = loaded.model, loaded.config, loaded.vocab
-    device = _device_of(model)
+    device = getattr(loaded, "device", "cpu")
     plan = ChunkPlan.from_seconds(options.chunk_seconds, options.stride_seconds, config)
     beam = _beam_options(options)
-    # Group-norm feature encoders normalise over time, padding included: never pad-batch them.
-    padded = config.feat_extract_norm == "layer"
+    # Group-norm feature encoders normalise over time, padding included: never pad-batch them. Our
+    # ONNX graphs take no lengths: one input at a time.
+    padded = config.feat_extract_norm == "layer" and getattr(loaded, "engine", "torch") == "torch"
     batch_seconds = options.batch_seconds
     if batch_seconds is None:
         batch_seconds = CUDA_BATCH_SECONDS if device.startswith("cuda") else 0.0

@@ -15,8 +15,8 @@ from operator import itemgetter
 
 import numpy as np
 
-from w2vcli.audio import SAMPLE_RATE
-from w2vcli.lm import LanguageModel, Lexicon, PrefixTrie
+from w2vcli.data.audio import SAMPLE_RATE
+from w2vcli.decoding.lm import LanguageModel, Lexicon, PrefixTrie
 
 FRAME_STRIDE = 320 / SAMPLE_RATE
 WORD_START = "\u2581"  # sentencepiece's "▁": this piece begins a word

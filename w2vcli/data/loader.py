@@ -3,7 +3,7 @@
 B = utterances in a batch, N = samples (16 kHz), L = label tokens.
 Pretraining crops every item of a batch to the shortest one (group-norm feature encoders are not
 padding-invariant, so no padding at all); fine-tuning pads with zeros and carries lengths and
-CTC labels. Batch membership comes from `w2vcli.batching.LengthBatchSampler`. Speed perturbation,
+CTC labels. Batch membership comes from `w2vcli.data.batching.LengthBatchSampler`. Speed perturbation,
 when asked for, resamples each item before either collation.
 """
 
@@ -18,10 +18,10 @@ import numpy as np
 import soxr
 import torch
 
-from w2vcli.audio import SAMPLE_RATE, load_audio
-from w2vcli.batching import LengthBatchSampler, grid_samples
+from w2vcli.data.audio import SAMPLE_RATE, load_audio
+from w2vcli.data.batching import LengthBatchSampler, grid_samples
+from w2vcli.data.manifest import Utterance
 from w2vcli.errors import W2VError
-from w2vcli.manifest import Utterance
 
 RECEPTIVE_FIELD = 400  # samples: the feature encoder's first frame needs this many
 LABEL_PAD = -100

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from w2vcli.checkpoint import WEIGHTS_FILE, is_checkpoint, read_safetensors, save_checkpoint
+from w2vcli.checkpoints.native import WEIGHTS_FILE, is_checkpoint, read_safetensors, save_checkpoint
 from w2vcli.errors import UsageError, W2VError
 from w2vcli.fsutil import atomic_write
 

@@ -19,8 +19,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from w2vcli.audio import SAMPLE_RATE, BadAudio, open_audio
-from w2vcli.decoding import Hypothesis
+from w2vcli.data.audio import SAMPLE_RATE, BadAudio, open_audio
+from w2vcli.decoding.ctc import Hypothesis
 from w2vcli.errors import UsageError
 
 BLOCK_SECONDS = 4.0

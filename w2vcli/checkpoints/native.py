@@ -18,10 +18,10 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from w2vcli import __version__
-from w2vcli.config import CONFIG_FILE, ModelConfig
+from w2vcli.data.text import SPM_FILE, VOCAB_FILE, Vocabulary
 from w2vcli.errors import W2VError
 from w2vcli.model import Wav2Vec2ForCTC, Wav2Vec2ForPreTraining
-from w2vcli.text import SPM_FILE, VOCAB_FILE, Vocabulary
+from w2vcli.model.config import CONFIG_FILE, ModelConfig
 
 WEIGHTS_FILE = "model.safetensors"
 # What a checkpoint directory consists of (ours and Hugging Face's): the only files a command that

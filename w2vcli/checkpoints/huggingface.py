@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from w2vcli.checkpoint import (
+from w2vcli.checkpoints.native import (
     CHECKPOINT_FILES,
     HEADS,
     Checkpoint,
@@ -24,10 +24,10 @@ from w2vcli.checkpoint import (
     read_safetensors,
     save_checkpoint,
 )
-from w2vcli.config import ModelConfig
+from w2vcli.data.text import VOCAB_FILE, Vocabulary
 from w2vcli.errors import UsageError, W2VError
 from w2vcli.fsutil import read_json_object
-from w2vcli.text import VOCAB_FILE, Vocabulary
+from w2vcli.model.config import ModelConfig
 
 POS_CONV = "wav2vec2.encoder.pos_conv_embed.conv."
 _NEW_WEIGHT_NORM = {

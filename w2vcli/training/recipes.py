@@ -14,13 +14,14 @@ The command line and library callers get their defaults from the same functions:
     cfg, overrides = finetune_settings("tiny", {"lr": 1e-3})
 
 Warm-up, hold and the Gumbel annealing are fractions of the budget, so a recipe fits any run length,
-whether the budget is in updates or in minutes (schedule.py).
+whether the budget is in updates or in minutes (training/schedule.py).
 """
 
 from __future__ import annotations
 
-from w2vcli.config import PRESETS, ModelConfig, TrainConfig, preset
 from w2vcli.errors import UsageError
+from w2vcli.model.config import PRESETS, ModelConfig, preset
+from w2vcli.training.config import FinetuneConfig, PretrainConfig, TrainConfig
 
 # ModelConfig fields that describe the objective, not the architecture: a recipe (or a flag) may set them
 # on a model loaded with `--init`; every other field comes from that model.
@@ -151,8 +152,7 @@ FINETUNE["large"] = {
     "model": dict(FINETUNE["base"]["model"]),
     "train": {**FINETUNE["base"]["train"], "lr": 3e-5},
 }
-# Fine-tuning always uses fairseq's tri-stage schedule and AdamW without weight decay.
-FINETUNE_FIXED = {"schedule": "tri_stage", "eps": 1e-8, "weight_decay": 0.0, "save_every": 200}
+# Fine-tuning always uses fairseq's tri-stage schedule and Adam without weight decay: FinetuneConfig's defaults.
 
 
 def _check(name: str) -> None:
@@ -160,36 +160,36 @@ def _check(name: str) -> None:
         raise UsageError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}")
 
 
-def _train_config(recipe: dict, fixed: dict, train: dict) -> TrainConfig:
+def _train_config(kind: type[TrainConfig], recipe: dict, train: dict):
     given = {k: v for k, v in train.items() if v is not None}
-    merged = {**fixed, **recipe, **given}
+    merged = {**recipe, **given}
     if "gumbel_decay" in given and "gumbel_anneal" not in given:
         merged["gumbel_anneal"] = None  # a decay rate asked for replaces the recipe's annealing
     if "max_minutes" in given and "max_updates" not in given:
         merged["max_updates"] = None  # a time budget alone: the schedule follows the clock
-    return TrainConfig(**merged)
+    return kind(**merged)
 
 
 def pretrain_settings(
     name: str, train: dict | None = None, model: dict | None = None
-) -> tuple[TrainConfig, ModelConfig]:
-    """The preset's architecture with its pretraining recipe; `train` and `model` (TrainConfig and
+) -> tuple[PretrainConfig, ModelConfig]:
+    """The preset's architecture with its pretraining recipe; `train` and `model` (PretrainConfig and
     ModelConfig fields, None = not given) override it."""
     _check(name)
     recipe = PRETRAIN[name]
     changes = {**recipe["model"], **{k: v for k, v in (model or {}).items() if v is not None}}
-    return _train_config(recipe["train"], {}, train or {}), preset(name).replace(**changes)
+    return _train_config(PretrainConfig, recipe["train"], train or {}), preset(name).replace(**changes)
 
 
 def finetune_settings(
     name: str, train: dict | None = None, model: dict | None = None
-) -> tuple[TrainConfig, dict]:
-    """The fine-tuning recipe of a preset: its TrainConfig and the ModelConfig overrides (masking,
+) -> tuple[FinetuneConfig, dict]:
+    """The fine-tuning recipe of a preset: its FinetuneConfig and the ModelConfig overrides (masking,
     dropout) applied to the initial model; `train` and `model` override it."""
     _check(name)
     recipe = FINETUNE[name]
     overrides = {**recipe["model"], **{k: v for k, v in (model or {}).items() if v is not None}}
-    return _train_config(recipe["train"], FINETUNE_FIXED, train or {}), overrides
+    return _train_config(FinetuneConfig, recipe["train"], train or {}), overrides
 
 
 def recipe_for(config: ModelConfig) -> str:

@@ -3,7 +3,7 @@
 A task (pipelines/pretrain.py, pipelines/finetune.py) says what one micro-batch costs; this loop
 does the rest: AdamW, gradient accumulation, clipping, mixed precision on GPUs (bf16 where
 supported, else fp16 with loss scaling; fp32 on CPU/MPS), skipping non-finite steps, DDP,
-logging, validation, checkpoints, resume and clean stops. RUN's layout is in `w2vcli.rundir`.
+logging, validation, checkpoints, resume and clean stops. RUN's layout is in `w2vcli.training.rundir`.
 
 Reproducibility: the randomness of a micro-batch (masks, negatives, dropout, Gumbel noise) comes
 from a seed of (seed, epoch, global batch index), so a resumed run or a DDP run over the same
@@ -30,13 +30,13 @@ from typing import Protocol
 import numpy as np
 import torch
 
-from w2vcli import distributed
-from w2vcli.config import TrainConfig
-from w2vcli.distributed import Dist
 from w2vcli.errors import UsageError
-from w2vcli.metrics import MetricsLog
-from w2vcli.rundir import RunDir, load_trainer_state, load_weights, rng_state, set_rng_state
-from w2vcli.schedule import lr_at, progress
+from w2vcli.training import runtime as distributed
+from w2vcli.training.config import TrainConfig
+from w2vcli.training.metrics import MetricsLog
+from w2vcli.training.rundir import RunDir, load_trainer_state, load_weights, rng_state, set_rng_state
+from w2vcli.training.runtime import Dist
+from w2vcli.training.schedule import lr_at, progress
 
 
 class Task(Protocol):

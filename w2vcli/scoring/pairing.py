@@ -14,7 +14,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from w2vcli.errors import W2VError
-from w2vcli.hypfiles import Entry
+from w2vcli.scoring.hypfiles import Entry
 
 Parts = tuple[str, ...]
 

@@ -19,9 +19,9 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from w2vcli.decoding.lm import BOS, EOS, UNK
 from w2vcli.errors import W2VError
 from w2vcli.fsutil import atomic_open
-from w2vcli.lm import BOS, EOS, UNK
 
 Ngram = tuple[str, ...]
 
@@ -144,8 +144,8 @@ def read_sentences(
     import sys
     from pathlib import Path
 
-    from w2vcli.manifest import read_manifest
-    from w2vcli.text import normalize_text
+    from w2vcli.data.manifest import read_manifest
+    from w2vcli.data.text import normalize_text
 
     def lines_of(src: str) -> Iterable[str]:
         if src == "-":

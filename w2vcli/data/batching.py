@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from w2vcli.audio import SAMPLE_RATE
+from w2vcli.data.audio import SAMPLE_RATE
 from w2vcli.errors import W2VError
 
 FRAME_SAMPLES = 320  # one 20 ms frame of the feature encoder

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import math
 
-from w2vcli.config import TrainConfig
 from w2vcli.model.quantizer import gumbel_temperature
+from w2vcli.training.config import PretrainConfig, TrainConfig
 
 
 def progress(cfg: TrainConfig, update: int, seconds: float = 0.0) -> float:
@@ -95,7 +95,7 @@ def _by_progress(cfg: TrainConfig, update: int, p: float) -> float:
     return rising * max(0.0, 1.0 - (p - warm) / max(1.0 - warm, 1e-9))
 
 
-def gumbel_at(cfg: TrainConfig, update: int, spent: float | None = None) -> float:
+def gumbel_at(cfg: PretrainConfig, update: int, spent: float | None = None) -> float:
     """The Gumbel softmax temperature: gumbel_start falling geometrically to gumbel_end over the first
     `gumbel_anneal` of the budget (then held), or by `gumbel_decay` per update when no annealing is set."""
     if cfg.gumbel_anneal is None:

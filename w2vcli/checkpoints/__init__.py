@@ -1,0 +1,1 @@
+"""Checkpoints: our format, Hugging Face and ONNX interop, model resolution, quantization."""

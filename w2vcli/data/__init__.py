@@ -1,0 +1,1 @@
+"""Data: audio, manifests, batching, the training loader, chunking, inputs and transcripts, text."""

@@ -1,0 +1,1 @@
+"""Decoding: CTC greedy and beam search, word language models, output formats."""

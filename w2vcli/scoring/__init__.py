@@ -1,0 +1,1 @@
+"""Scoring: pairing hypotheses with references, error rates, transcript files."""
