@@ -4,15 +4,19 @@
     python bench/bench_pretrain.py --preset tiny --conv-dim 256 --batch 4 --seconds 4 --steps 5
     python bench/bench_pretrain.py --preset base --device cuda --amp
     python bench/bench_pretrain.py --preset base --batch 2 --seconds 4 --amp-ours   # bf16 (AMX) vs fp32
+    python bench/bench_pretrain.py --preset tiny --batch 4 --seconds 4 --kernels    # fast paths on vs off
 
 Same config (our preset converted with `config_to_hf`), same weights, same batch, masks and
 negatives, same AdamW; a training step is forward + backward + optimizer step. Prints the
 median over `--steps` timed steps (after `--warmup` untimed ones) and the ratio ours / theirs.
+`--kernels` times our step with the fast paths of model/kernels.py against the same step on the
+plain ops (`kernels.use(False)`), the gain each kept fast path has to show.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import sys
 import time
@@ -23,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from w2vcli.checkpoints.huggingface import config_to_hf, state_to_hf  # noqa: E402
-from w2vcli.model import Wav2Vec2ForPreTraining  # noqa: E402
+from w2vcli.model import Wav2Vec2ForPreTraining, kernels  # noqa: E402
 from w2vcli.model.config import preset  # noqa: E402
 from w2vcli.pipelines.pretrain import frame_lengths  # noqa: E402
 from w2vcli.training.loop import amp_dtype  # noqa: E402
@@ -112,6 +116,9 @@ def main() -> None:
         help="autocast ours only: `--amp` training against transformers' default fp32",
     )
     p.add_argument(
+        "--kernels", action="store_true", help="ours with model/kernels.py on vs off, not transformers"
+    )
+    p.add_argument(
         "--dtype",
         choices=["bf16", "fp16"],
         help="with --amp/--amp-ours on CUDA: the autocast dtype (default: bf16 where supported; timing only, "
@@ -136,11 +143,21 @@ def main() -> None:
         f"{torch.get_num_threads()} threads"
     )
     runs = [("w2vcli", step_ours, ours, inputs), ("transformers", step_theirs, theirs, inputs)]
+    if a.kernels:
+        plain_model = copy.deepcopy(ours)
+
+        def step_plain(*args):
+            with kernels.use(False):
+                step_ours(*args)
+
+        runs = [("w2vcli", step_ours, ours, inputs), ("plain ops", step_plain, plain_model, inputs)]
+        dtypes["plain ops"] = dtypes["w2vcli"]
     results = {}
     for name, seconds in timed(runs, device, dtypes, a.warmup, a.steps).items():
         results[name] = audio / seconds
         print(f"{name:>13}: {seconds * 1000:8.1f} ms/step  {results[name]:8.1f} audio-s/s")
-    print(f"ratio w2vcli / transformers: {results['w2vcli'] / results['transformers']:.2f}x")
+    other = "plain ops" if a.kernels else "transformers"
+    print(f"ratio w2vcli / {other}: {results['w2vcli'] / results[other]:.2f}x")
 
 
 if __name__ == "__main__":
