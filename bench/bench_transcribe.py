@@ -158,7 +158,7 @@ def cmd_speed(a, tmp: Path) -> None:
     out: dict[str, str] = {}
 
     def ours():
-        out["ours"] = next(transcribe(expand([str(path)]), loaded, options))["text"]
+        out["ours"] = next(transcribe(expand([str(path)]), loaded, options)).text
         sync()
 
     def theirs():
@@ -195,7 +195,7 @@ def cmd_speed(a, tmp: Path) -> None:
     if a.int8:
         import jiwer
 
-        text32 = next(transcribe(expand([str(path)]), fp32, options))["text"]
+        text32 = next(transcribe(expand([str(path)]), fp32, options)).text
         print(
             f"int8 vs fp32 w2vcli: CER {jiwer.cer(text32, out['ours']):.4f}, WER {jiwer.wer(text32, out['ours']):.4f}"
         )
@@ -219,7 +219,7 @@ def cmd_engines(a, tmp: Path) -> None:
 
     def ours(name, loaded):
         def run():
-            out[name] = next(transcribe(expand([str(path)]), loaded, TranscribeOptions()))["text"]
+            out[name] = next(transcribe(expand([str(path)]), loaded, TranscribeOptions())).text
 
         return run
 
@@ -262,7 +262,7 @@ def cmd_files(a, tmp: Path) -> None:
 
         def files(b=b):
             results = list(transcribe(expand(paths), loaded, TranscribeOptions(batch_seconds=b)))
-            spent[f"files, batch {b:g} s"] = sum(r["elapsed"] for r in results)
+            spent[f"files, batch {b:g} s"] = sum(r.elapsed for r in results)
 
         runs[f"files, batch {b:g} s"] = files
     runs["one long file"] = lambda: list(transcribe(expand([joined]), loaded, TranscribeOptions()))
@@ -293,7 +293,7 @@ loaded = load_model({model!r}, int8={int8}, engine={engine!r})
 t = time.perf_counter()
 r = next(transcribe(expand([{path!r}]), loaded))
 print(json.dumps(dict(rss_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                      wall=time.perf_counter() - t, duration=r["duration"], words=len(r["text"].split()))))
+                      wall=time.perf_counter() - t, duration=r.duration, words=len(r.text.split()))))
 """
 
 

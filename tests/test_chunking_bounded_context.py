@@ -89,7 +89,7 @@ def emissions_of(path, loaded, monkeypatch, **options) -> np.ndarray:
 
     monkeypatch.setattr(transcribe_module, "decode", capture)
     (result,) = transcribe(expand([str(path)]), loaded, TranscribeOptions(beam=2, **options))
-    assert "error" not in result, result
+    assert result.error is None, result
     (emissions,) = seen
     return emissions
 

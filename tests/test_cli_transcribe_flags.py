@@ -16,6 +16,7 @@ import w2vcli.checkpoints.resolve
 import w2vcli.pipelines.transcribe
 from w2vcli.cli import app
 from w2vcli.cli.transcribe import LM_BEAM
+from w2vcli.decoding.formats import Transcription
 from w2vcli.pipelines.transcribe import TranscribeOptions
 
 # flags -> (TranscribeOptions fields that differ from the defaults, --int8)
@@ -58,7 +59,7 @@ def recorded(monkeypatch):
     def transcribe(items, loaded, options=None, on_progress=None):
         calls["run"] = {"loaded": loaded, "options": options, "items": [it.audio for it in items]}
         for i, it in enumerate(items):
-            yield {"audio": it.audio, "_index": i, "text": "ok", "duration": 1.0}
+            yield Transcription(it.audio, i, text="ok", duration=1.0, elapsed=0.5)
 
     monkeypatch.setattr(w2vcli.checkpoints.resolve, "load_model", load_model)
     monkeypatch.setattr(w2vcli.pipelines.transcribe, "transcribe", transcribe)
@@ -70,7 +71,7 @@ def test_each_flag_reaches_the_pipeline(recorded, tmp_path, flags, fields, int8)
     audio = str(tmp_path / "a.wav")  # never read: the pipeline is a recorder
     r = CliRunner().invoke(app, ["transcribe", audio, "-m", "some/model", *flags])
     assert r.exit_code == 0, r.output
-    assert json.loads(r.stdout) == {"audio": audio, "text": "ok", "duration": 1.0}
+    assert json.loads(r.stdout) == {"audio": audio, "text": "ok", "duration": 1.0, "elapsed": 0.5, "rtf": 0.5}
     assert recorded["load"]["spec"] == "some/model"
     assert recorded["load"]["int8"] is int8
     assert recorded["run"]["loaded"] == "the loaded model"

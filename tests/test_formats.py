@@ -1,15 +1,15 @@
-"""Transcript writers: subtitle clocks, cue grouping, TSV rows, JSON without private keys."""
+"""Transcription results and their writers: subtitle clocks, cue grouping, TSV rows, the JSON object."""
 
 import json
 
-from w2vcli.decoding.formats import FORMATS, cues, render
+from w2vcli.decoding.formats import FORMATS, Transcription, cues, render
 
 WORDS = [
     {"word": "hello", "start": 0.1, "end": 0.5},
     {"word": "world", "start": 0.52, "end": 0.9},
     {"word": "again", "start": 3.0, "end": 3.4},  # after a pause: a new cue
 ]
-RESULT = {"audio": "a.wav", "text": "hello world again", "duration": 3661.5, "_index": 0, "_words": WORDS}
+RESULT = Transcription("a.wav", 0, text="hello world again", duration=3661.5, elapsed=1.5, words=WORDS)
 
 
 def test_cues_break_on_pauses_length_and_characters():
@@ -28,9 +28,9 @@ def test_srt_and_vtt():
     )
     vtt = render(RESULT, "vtt")
     assert vtt.startswith("WEBVTT\n\n00:00:00.100 --> 00:00:00.900\nhello world\n")
-    no_words = {"audio": "a.wav", "text": "hi", "duration": 3661.5}
+    no_words = Transcription("a.wav", 0, text="hi", duration=3661.5)
     assert "01:01:01,500" in render(no_words, "srt")  # hours, minutes, seconds, milliseconds
-    assert render({"audio": "a", "text": "", "duration": 1.0}, "srt") == ""
+    assert render(Transcription("a", 0, text="", duration=1.0), "srt") == ""
 
 
 def test_tsv_txt_json():
@@ -40,10 +40,34 @@ def test_tsv_txt_json():
         "0.520\t0.900\tworld",
         "3.000\t3.400\tagain",
     ]
-    assert render({"text": "hi", "duration": 2.0}, "tsv").splitlines()[1] == "0.000\t2.000\thi"
+    assert render(Transcription("a", 0, text="hi", duration=2.0), "tsv").splitlines()[1] == "0.000\t2.000\thi"
     assert render(RESULT, "txt") == "hello world again\n"
     for fmt in ("json", "jsonl"):
         d = json.loads(render(RESULT, fmt))
-        assert d == {"audio": "a.wav", "text": "hello world again", "duration": 3661.5}
+        # word times stay out of JSON unless asked for (subtitles and TSV use them anyway)
+        assert d == {
+            "audio": "a.wav",
+            "text": "hello world again",
+            "duration": 3661.5,
+            "elapsed": 1.5,
+            "rtf": 0.0004,
+        }
     assert "\n" not in render(RESULT, "jsonl").rstrip("\n")
     assert set(FORMATS) == {"txt", "json", "jsonl", "tsv", "srt", "vtt"}
+
+
+def test_json_object_with_timestamps_ids_and_errors():
+    shown = Transcription(
+        "a.wav", 3, id="u1", text="hi", duration=2.0, elapsed=0.5, words=WORDS, show_words=True
+    )
+    assert list(shown.to_dict()) == ["audio", "id", "text", "duration", "elapsed", "rtf", "words"]
+    assert shown.to_dict()["rtf"] == 0.25 and shown.to_dict()["words"] == WORDS
+    chars = Transcription("a.wav", 0, text="", duration=0.0, elapsed=0.0, chars=[])
+    assert chars.to_dict()["chars"] == [] and chars.to_dict()["rtf"] is None  # no audio: no ratio
+    failed = Transcription("b.wav", 1, id="u2", error="b.wav: not an audio file")
+    assert failed.to_dict() == {
+        "audio": "b.wav",
+        "id": "u2",
+        "text": None,
+        "error": "b.wav: not an audio file",
+    }

@@ -58,11 +58,10 @@ def test_same_text_timestamps_chunks_and_beam_on_both_engines(models, tmp_path):
         {"beam": 4},
     ):
         a, b = run(paths, ours, **options), run(paths, exported, **options)
-        assert [r["text"] for r in a] == [r["text"] for r in b], options
-        key = "words" if options.get("timestamps") == "word" else "chars"
+        assert [r.text for r in a] == [r.text for r in b], options
         if "timestamps" in options:
-            assert [r[key] for r in a] == [r[key] for r in b]
-    assert sum(len(r["text"].split()) for r in a) >= 5  # the random model says something
+            assert [(r.words, r.chars) for r in a] == [(r.words, r.chars) for r in b]
+    assert sum(len(r.text.split()) for r in a) >= 5  # the random model says something
 
 
 def test_int8_quantizes_the_transformer_matmuls_only(models, tmp_path):
@@ -85,8 +84,8 @@ def test_int8_quantizes_the_transformer_matmuls_only(models, tmp_path):
     assert w2v_onnx.read_meta(int8.model.path)["int8"] is True
     paths = [write(tmp_path / f"{i}.wav", babble(2.0, 40 + i)) for i in range(3)]
     a, b = run(paths, ours), run(paths, int8)
-    cer = sum(Levenshtein.distance(x["text"], y["text"]) for x, y in zip(a, b, strict=True))
-    chars = sum(len(x["text"]) for x in a)
+    cer = sum(Levenshtein.distance(x.text, y.text) for x, y in zip(a, b, strict=True))
+    chars = sum(len(x.text) for x in a)
     assert chars > 10 and cer / chars < 0.05  # measured CER
 
 

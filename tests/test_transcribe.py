@@ -95,8 +95,8 @@ def test_greedy_equals_transformers_argmax_and_tokenizer(hf_dir, tmp_path):
             ids = hf(fe(w, sampling_rate=16000, return_tensors="pt").input_values).logits.argmax(-1)
         ref = tok.batch_decode(ids)[0]
         words += len(ref.split())
-        assert r["text"] == " ".join(ref.split())  # HF keeps a double space for "| <pad> |"
-        exact += r["text"] == ref
+        assert r.text == " ".join(ref.split())  # HF keeps a double space for "| <pad> |"
+        exact += r.text == ref
     assert exact >= 3
     assert words >= 5  # the random model really says something
 
@@ -108,8 +108,8 @@ def test_layer_norm_batches_equal_one_by_one(hf_dir, tmp_path):
     ]
     single = run(paths, d, batch_seconds=0)
     batched = run(paths, d, batch_seconds=60)
-    assert sorted(r["text"] for r in batched) == sorted(r["text"] for r in single)
-    assert {r["audio"]: r["text"] for r in batched} == {r["audio"]: r["text"] for r in single}
+    assert sorted(r.text for r in batched) == sorted(r.text for r in single)
+    assert {r.audio: r.text for r in batched} == {r.audio: r.text for r in single}
 
 
 @pytest.mark.slow
@@ -121,11 +121,11 @@ def test_long_audio_chunked_within_one_percent_cer_of_unchunked(tmp_path):
     path = write(tmp_path / "long.wav", wav)
     whole = run([path], d, chunk_seconds=0, timestamps="word")[0]
     chunked = run([path], d, chunk_seconds=20, stride_seconds=4, timestamps="word")[0]
-    assert len(whole["text"]) > 500
-    assert jiwer.cer(whole["text"], chunked["text"]) < 0.01
-    assert chunked["duration"] == pytest.approx(90.0)
-    words = chunked["words"]
-    assert len(words) == len(chunked["text"].split())
+    assert len(whole.text) > 500
+    assert jiwer.cer(whole.text, chunked.text) < 0.01
+    assert chunked.duration == pytest.approx(90.0)
+    words = chunked.words
+    assert len(words) == len(chunked.text.split())
     assert all(w["start"] < w["end"] for w in words)
     assert all(a["end"] <= b["start"] for a, b in zip(words, words[1:]))  # monotonic
     assert words[0]["start"] >= 0 and words[-1]["end"] <= 90.0
@@ -139,13 +139,13 @@ def test_errors_are_reported_and_skipped(hf_dir, tmp_path):
     text.write_text("not audio at all")
     tiny = write(tmp_path / "tiny.wav", np.zeros(100, np.float32))
     results = run([empty, good, text, tmp_path / "missing.wav", tiny], d)
-    by = {os.path.basename(r["audio"]): r for r in results}
-    assert "error" not in by["good.wav"] and by["good.wav"]["text"]
-    assert "no audio samples" in by["empty.wav"]["error"]
-    assert "not an audio file" in by["notes.wav"]["error"]
-    assert "No such file" in by["missing.wav"]["error"]
-    assert "too short" in by["tiny.wav"]["error"]
-    assert [os.path.basename(r["audio"]) for r in results] == [
+    by = {os.path.basename(r.audio): r for r in results}
+    assert by["good.wav"].error is None and by["good.wav"].text
+    assert "no audio samples" in by["empty.wav"].error
+    assert "not an audio file" in by["notes.wav"].error
+    assert "No such file" in by["missing.wav"].error
+    assert "too short" in by["tiny.wav"].error
+    assert [os.path.basename(r.audio) for r in results] == [
         "empty.wav",
         "good.wav",
         "notes.wav",
@@ -163,21 +163,21 @@ def test_resampling_stereo_and_char_timestamps(hf_dir, tmp_path):
     a = write(tmp_path / "a16.wav", wav16)
     b = write(tmp_path / "b44.wav", stereo, 44100)
     r16, r44 = run([a, b], d, timestamps="char")
-    assert r44["duration"] == pytest.approx(2.0, abs=0.01)
-    chars = r44["chars"]
-    assert "".join(c["char"] for c in chars).split() == r44["text"].split()
-    assert all(c["end"] <= r44["duration"] + 0.02 for c in chars)
-    assert r16["text"] and r44["text"]  # the streamed resampler itself is checked in test_chunking
+    assert r44.duration == pytest.approx(2.0, abs=0.01)
+    chars = r44.chars
+    assert "".join(c["char"] for c in chars).split() == r44.text.split()
+    assert all(c["end"] <= r44.duration + 0.02 for c in chars)
+    assert r16.text and r44.text  # the streamed resampler itself is checked in test_chunking
 
 
 def test_int8_runs_and_mostly_agrees(tmp_path):
     d = tmp_path / "m"
     make_hf_model(d, "layer")
     path = write(tmp_path / "x.wav", babble(3.0, 2))
-    fp32 = run([path], d)[0]["text"]
+    fp32 = run([path], d)[0].text
     loaded = load_model(str(d), device="cpu", int8=True)
     assert any("quantized" in type(m).__module__ for m in loaded.model.modules())
-    int8 = next(transcribe(expand([path]), loaded))["text"]
+    int8 = next(transcribe(expand([path]), loaded)).text
     jiwer = pytest.importorskip("jiwer")
     assert jiwer.cer(fp32, int8) < 0.05  # measured 0.0 (fbgemm); 0.015 on the AMX path (onednn, bf16)
 
@@ -232,7 +232,7 @@ def test_streamed_greedy_equals_greedy_over_stitched_logits(tmp_path):
     hyp = stitch_greedy(pieces(greedy_search))
     assert len(whole.ids) > 20
     assert (hyp.ids, hyp.starts, hyp.ends) == (whole.ids, whole.starts, whole.ends)
-    text = run([path], d, chunk_seconds=1.0, stride_seconds=0.2)[0]["text"]
+    text = run([path], d, chunk_seconds=1.0, stride_seconds=0.2)[0].text
     assert text == to_text(whole, loaded.vocab)
 
 
@@ -254,17 +254,17 @@ def test_expand_dirs_manifests_stdin_and_name_collisions(tmp_path, monkeypatch):
 def test_beam_and_word_lm_flags_change_the_search(hf_dir, tmp_path):
     d, _ = hf_dir
     path = write(tmp_path / "x.wav", babble(3.0, 4))
-    greedy = run([path], d)[0]["text"]
+    greedy = run([path], d)[0].text
     beam = run([path], d, beam=8, timestamps="word")[0]
-    assert beam["text"] and all(a["end"] <= b["start"] for a, b in zip(beam["words"], beam["words"][1:]))
+    assert beam.text and all(a["end"] <= b["start"] for a, b in zip(beam.words, beam.words[1:]))
     arpa = tmp_path / "lm.arpa"
     arpa.write_text("\\data\\\nngram 1=3\n\n\\1-grams:\n-1.0 <unk>\n-99 <s>\n-1.0 </s>\n\n\\end\\\n")
-    penalised = run([path], d, beam=8, lm=str(arpa), lm_weight=1.0, word_score=-30.0)[0]["text"]
+    penalised = run([path], d, beam=8, lm=str(arpa), lm_weight=1.0, word_score=-30.0)[0].text
     assert len(penalised.split()) < len(greedy.split())  # a per-word cost merges words
     letters = sorted({c for c in greedy if c.isalpha()})
     lexicon = tmp_path / "letters.txt"
     lexicon.write_text("\n".join(letters))
-    spelt = run([path], d, beam=8, lexicon=str(lexicon))[0]["text"]
+    spelt = run([path], d, beam=8, lexicon=str(lexicon))[0].text
     assert spelt and all(len(w) == 1 and w in letters for w in spelt.split())  # only one-letter words exist
     with pytest.raises(W2VError, match="no words"):  # the --lm file as the lexicon: read once, its unigrams
         run([path], d, beam=8, lm=str(arpa), lexicon=str(arpa))

@@ -169,20 +169,20 @@ def transcribe(
         raise typer.Exit(1)
 
 
-def _emit(result: dict, items, ledger, formats) -> None:
-    from w2vcli.decoding.formats import public, render
+def _emit(result, items, ledger, formats) -> None:
+    from w2vcli.decoding.formats import render
     from w2vcli.pipelines.transcribe import write_outputs
 
     if ledger is not None:
-        if "error" not in result:
-            write_outputs(result, items[result["_index"]], ledger, formats)
+        if result.error is None:
+            write_outputs(result, items[result.index], ledger, formats)
         return
     try:
         if formats:
             for fmt in formats:
                 sys.stdout.write(render(result, fmt))
         else:
-            sys.stdout.write(json.dumps(public(result), ensure_ascii=False) + "\n")
+            sys.stdout.write(json.dumps(result.to_dict(), ensure_ascii=False) + "\n")
         sys.stdout.flush()  # one line per file as soon as it is done, so `| jq` streams
     except BrokenPipeError:  # `| head` has read enough: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -206,11 +206,11 @@ def _run(start_pipeline, items, ledger, formats) -> int:
             bar.update(task, audio=fed[0] / 60, rtf=(time.monotonic() - start) / max(fed[0], 1e-9))
 
         for result in start_pipeline(on_progress):
-            if "error" in result:
+            if result.error is not None:
                 failed += 1
-                error(result["error"])
+                error(result.error)
             else:
-                audio_seconds += result["duration"]
+                audio_seconds += result.duration
                 done += 1
             _emit(result, items, ledger, formats)
             bar.update(task, advance=1)

@@ -1,13 +1,15 @@
-"""Transcript writers: txt, json, jsonl, tsv, srt, vtt. Pure functions from a result dict to text.
+"""Transcription results and their writers: txt, json, jsonl, tsv, srt, vtt.
 
-A result dict is what `w2v transcribe` prints per file: `audio`, `text`, `duration`, timing fields,
-`words` / `chars` when timestamps were asked for, `error` when the file failed. Subtitle formats
-need word times; they are taken from `words` (or `_words`, kept aside when not shown in JSON).
+A `Transcription` is one input's result; `to_dict()` is what `w2v transcribe` prints per file:
+`audio`, (`id`), `text`, `duration`, timing fields, `words` / `chars` when timestamps were asked
+for, `error` when the file failed. Subtitle and TSV writers use the word times whether or not
+they are shown in JSON.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 
 FORMATS = ("txt", "json", "jsonl", "tsv", "srt", "vtt")
 CUE_SECONDS = 6.0  # a subtitle line stays on screen at most this long
@@ -15,13 +17,37 @@ CUE_CHARS = 42  # ... and holds at most this many characters (the usual broadcas
 CUE_GAP = 1.0  # a pause this long starts a new cue
 
 
-def public(result: dict) -> dict:
-    """The result without private keys (`_words`)."""
-    return {k: v for k, v in result.items() if not k.startswith("_")}
+@dataclass
+class Transcription:
+    """One input's transcription, or why there is none (`error`)."""
 
+    audio: str  # the input as the user named it
+    index: int  # its position among the inputs
+    id: str | None = None  # from a manifest
+    text: str | None = None
+    duration: float | None = None  # seconds of audio
+    elapsed: float | None = None  # seconds of model and decoding
+    error: str | None = None  # one line for the user
+    words: list[dict] = field(default_factory=list)  # {"word", "start", "end"} in seconds
+    chars: list[dict] | None = None  # {"char", "start", "end"}, when asked for
+    show_words: bool = False  # words were asked for: they go into to_dict()
 
-def words_of(result: dict) -> list[dict]:
-    return result.get("words") or result.get("_words") or []
+    @property
+    def rtf(self) -> float | None:
+        """Real-time factor: elapsed seconds per second of audio."""
+        return round(self.elapsed / self.duration, 4) if self.duration and self.elapsed is not None else None
+
+    def to_dict(self) -> dict:
+        """The JSON object `w2v transcribe` prints for this input."""
+        out: dict = {"audio": self.audio} | ({"id": self.id} if self.id is not None else {})
+        if self.error is not None:
+            return out | {"text": None, "error": self.error}
+        out |= {"text": self.text, "duration": self.duration, "elapsed": self.elapsed, "rtf": self.rtf}
+        if self.chars is not None:
+            out["chars"] = self.chars
+        if self.show_words:
+            out["words"] = self.words
+        return out
 
 
 def cues(
@@ -51,7 +77,7 @@ def _clock(seconds: float, sep: str) -> str:
     return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
 
 
-def to_srt(result: dict) -> str:
+def to_srt(result: Transcription) -> str:
     blocks = [
         f"{i}\n{_clock(s, ',')} --> {_clock(e, ',')}\n{text}\n"
         for i, (s, e, text) in enumerate(_cues_or_whole(result), 1)
@@ -59,38 +85,36 @@ def to_srt(result: dict) -> str:
     return "\n".join(blocks)
 
 
-def to_vtt(result: dict) -> str:
+def to_vtt(result: Transcription) -> str:
     blocks = [f"{_clock(s, '.')} --> {_clock(e, '.')}\n{text}\n" for s, e, text in _cues_or_whole(result)]
     return "WEBVTT\n\n" + "\n".join(blocks)
 
 
-def _cues_or_whole(result: dict) -> list[tuple[float, float, str]]:
-    words = words_of(result)
-    if words:
-        return cues(words)
-    text = result.get("text") or ""
-    return [(0.0, float(result.get("duration") or 0.0), text)] if text else []
+def _cues_or_whole(result: Transcription) -> list[tuple[float, float, str]]:
+    if result.words:
+        return cues(result.words)
+    text = result.text or ""
+    return [(0.0, float(result.duration or 0.0), text)] if text else []
 
 
-def to_tsv(result: dict) -> str:
+def to_tsv(result: Transcription) -> str:
     """`start<TAB>end<TAB>text` in seconds: one row per word when word times exist, else one for the file."""
     rows = ["start\tend\ttext"]
-    words = words_of(result)
-    if words:
-        rows += [f"{w['start']:.3f}\t{w['end']:.3f}\t{w['word']}" for w in words]
-    elif result.get("text"):
-        rows.append(f"0.000\t{float(result.get('duration') or 0.0):.3f}\t{result['text']}")
+    if result.words:
+        rows += [f"{w['start']:.3f}\t{w['end']:.3f}\t{w['word']}" for w in result.words]
+    elif result.text:
+        rows.append(f"0.000\t{float(result.duration or 0.0):.3f}\t{result.text}")
     return "\n".join(rows) + "\n"
 
 
-def render(result: dict, fmt: str) -> str:
+def render(result: Transcription, fmt: str) -> str:
     """The file content of one result in one format."""
     if fmt == "txt":
-        return (result.get("text") or "") + "\n"
+        return (result.text or "") + "\n"
     if fmt == "json":
-        return json.dumps(public(result), ensure_ascii=False, indent=2) + "\n"
+        return json.dumps(result.to_dict(), ensure_ascii=False, indent=2) + "\n"
     if fmt == "jsonl":
-        return json.dumps(public(result), ensure_ascii=False) + "\n"
+        return json.dumps(result.to_dict(), ensure_ascii=False) + "\n"
     if fmt == "tsv":
         return to_tsv(result)
     if fmt == "srt":

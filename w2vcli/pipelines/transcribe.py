@@ -1,10 +1,10 @@
-"""`w2v transcribe` as a library: audio files in, one result dict per file out, as soon as it is done.
+"""`w2v transcribe` as a library: audio files in, one Transcription per file out, as soon as it is done.
 
     from w2vcli.checkpoints.resolve import load_model
     from w2vcli.pipelines.transcribe import TranscribeOptions, expand, transcribe
     loaded = load_model("runs/ft")
     for result in transcribe(expand(["clips/"]), loaded, TranscribeOptions(timestamps="word")):
-        print(result["audio"], result["text"])
+        print(result.audio, result.text, result.words)
 
 Long files are cut into overlapping chunks (data/chunking.py) whose kept frame logits are stitched and
 decoded once, so words at chunk borders are neither lost nor doubled and timestamps stay global.
@@ -33,7 +33,7 @@ from w2vcli.decoding.ctc import (
     to_text,
     word_timestamps,
 )
-from w2vcli.decoding.formats import render
+from w2vcli.decoding.formats import Transcription, render
 from w2vcli.errors import UsageError
 from w2vcli.fsutil import OutputLedger
 from w2vcli.pipelines._transcribe_engine import Prefetcher, run_events
@@ -93,12 +93,9 @@ def transcribe(
     loaded,
     options: TranscribeOptions | None = None,
     on_progress: Callable[[float], None] | None = None,
-) -> Iterator[dict]:
-    """Yield one result dict per input (in input order for one-at-a-time runs): `audio`, (`id`),
-    `text`, `duration` (s), `elapsed` (s of model + decoding), `rtf`, `words`/`chars` when asked,
-    `error` when the file could not be transcribed; private `_index` (position in `items`) and `_words`
-    (word times for subtitle writers when not asked for) are dropped by `formats.public`. `on_progress(audio_seconds)` after each chunk.
-    """
+) -> Iterator[Transcription]:
+    """Yield one Transcription per input, as soon as it is done (in input order for one-at-a-time
+    runs); `on_progress(audio_seconds)` after each chunk."""
     options = options or TranscribeOptions()
     model, config, vocab = loaded.model, loaded.config, loaded.vocab
     device = getattr(loaded, "device", "cpu")
@@ -126,13 +123,10 @@ def transcribe(
             events, model, device, batch_samples, padded, prefetch.pending, normalize, reduce
         ):
             item = items[ev.index]
-            result = (
-                {"audio": item.audio}
-                | ({"id": item.id} if item.id is not None else {})
-                | {"_index": ev.index}
-            )
+            result = Transcription(audio=item.audio, index=ev.index, id=item.id)
             if ev.kind == "error":
-                yield result | {"text": None, "error": ev.message}
+                result.error = ev.message
+                yield result
                 continue
             t0 = time.perf_counter()
             if greedy:
@@ -140,18 +134,13 @@ def transcribe(
             else:
                 emissions = np.concatenate([lg for _, lg in pieces])  # (T, V)
                 hyp = decode(emissions, options=beam, blank_id=vocab.blank_id, vocab=vocab)
-            duration = ev.samples / SAMPLE_RATE
-            elapsed = spent + time.perf_counter() - t0
-            result |= {
-                "text": to_text(hyp, vocab),
-                "duration": round(duration, 3),
-                "elapsed": round(elapsed, 3),
-                "rtf": round(elapsed / duration, 4) if duration else None,
-            }
-            words = word_timestamps(hyp, vocab, frame_stride=frame_seconds)
+            result.text = to_text(hyp, vocab)
+            result.duration = round(ev.samples / SAMPLE_RATE, 3)
+            result.elapsed = round(spent + time.perf_counter() - t0, 3)
+            result.words = word_timestamps(hyp, vocab, frame_stride=frame_seconds)
+            result.show_words = options.timestamps == "word"
             if options.timestamps == "char":
-                result["chars"] = char_timestamps(hyp, vocab, frame_stride=frame_seconds)
-            result["words" if options.timestamps == "word" else "_words"] = words
+                result.chars = char_timestamps(hyp, vocab, frame_stride=frame_seconds)
             yield result
     finally:
         prefetch.close()
@@ -185,7 +174,7 @@ def open_outputs(items: list[Item], out_dir: str | os.PathLike, formats: list[st
     return ledger
 
 
-def write_outputs(result: dict, item: Item, ledger: OutputLedger, formats: list[str]) -> list[Path]:
+def write_outputs(result: Transcription, item: Item, ledger: OutputLedger, formats: list[str]) -> list[Path]:
     """One file per format, each written atomically (temporary name, then rename) and recorded."""
     paths = output_paths(item, ledger.root, formats)
     for fmt, path in zip(formats, paths, strict=True):
