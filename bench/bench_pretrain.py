@@ -30,8 +30,8 @@ from w2vcli.checkpoints.huggingface import config_to_hf, state_to_hf  # noqa: E4
 from w2vcli.model import Wav2Vec2ForPreTraining, kernels  # noqa: E402
 from w2vcli.model.config import preset  # noqa: E402
 from w2vcli.pipelines.pretrain import frame_lengths  # noqa: E402
-from w2vcli.training.loop import amp_dtype  # noqa: E402
 from w2vcli.training.masking import compute_mask_indices, sample_negative_indices  # noqa: E402
+from w2vcli.training.task import amp_dtype  # noqa: E402
 
 
 def models(name: str, device: torch.device, conv_dim: int | None = None):

@@ -7,6 +7,7 @@ import pytest
 import soundfile as sf
 import torch
 
+from w2vcli.data.augment import perturb_speed
 from w2vcli.data.batching import LengthBatchSampler, pack_batches
 from w2vcli.data.loader import (
     LABEL_PAD,
@@ -16,7 +17,6 @@ from w2vcli.data.loader import (
     collate_padded,
     filter_utterances,
     make_loader,
-    perturb_speed,
 )
 from w2vcli.data.manifest import Utterance, read_manifest, write_manifest
 from w2vcli.data.text import Vocabulary

@@ -258,7 +258,7 @@ def test_finetune_from_scratch_and_clear_init_errors(labelled, tmp_path):
 def test_best_checkpoint_ranks_by_the_chosen_error_rate_ties_broken_by_the_other():
     from w2vcli.errors import UsageError
     from w2vcli.training.config import FinetuneConfig
-    from w2vcli.training.loop import _rank
+    from w2vcli.training.task import rank as _rank
 
     still_wrong_words = {"wer": 1.0, "cer": 0.7}
     worse_chars = {"wer": 1.0, "cer": 0.9}
@@ -273,7 +273,7 @@ def test_best_checkpoint_ranks_by_the_chosen_error_rate_ties_broken_by_the_other
 def test_mixed_precision_is_fp32_on_cpu_unless_asked_and_bf16_needs_amx(monkeypatch):
     import w2vcli.training.runtime as distributed
     from w2vcli.errors import UsageError
-    from w2vcli.training.loop import amp_dtype
+    from w2vcli.training.task import amp_dtype
 
     cpu = torch.device("cpu")
     assert amp_dtype(cpu, None) is None and amp_dtype(cpu, False) is None

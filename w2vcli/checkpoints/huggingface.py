@@ -24,6 +24,7 @@ from w2vcli.checkpoints.native import (
     read_safetensors,
     save_checkpoint,
 )
+from w2vcli.data.audio import SAMPLE_RATE
 from w2vcli.data.text import VOCAB_FILE, Vocabulary
 from w2vcli.errors import UsageError, W2VError
 from w2vcli.fsutil import read_json_object
@@ -230,7 +231,7 @@ def export_hf(ckpt: Checkpoint, out: str | os.PathLike) -> Path:
             {
                 "feature_extractor_type": "Wav2Vec2FeatureExtractor",
                 "feature_size": 1,
-                "sampling_rate": 16000,
+                "sampling_rate": SAMPLE_RATE,
                 "padding_value": 0.0,
                 "padding_side": "right",
                 "do_normalize": ckpt.config.do_normalize,

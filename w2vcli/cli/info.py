@@ -22,6 +22,7 @@ def info(
 
     from w2vcli.checkpoints.huggingface import load_any
     from w2vcli.console import out
+    from w2vcli.data.audio import SAMPLE_RATE
 
     ckpt = load_any(model)
     cfg = ckpt.config
@@ -33,7 +34,7 @@ def info(
         "transformer": f"{cfg.num_hidden_layers} layers x {cfg.hidden_size} dim, {cfg.num_attention_heads} heads, "
         f"{'pre' if cfg.do_stable_layer_norm else 'post'}-LN",
         "waveform_normalization": cfg.do_normalize,
-        "frame_ms": 1000 * cfg.frame_stride / 16000,
+        "frame_ms": 1000 * cfg.frame_stride / SAMPLE_RATE,
         "vocab_size": len(ckpt.vocab) if ckpt.vocab else None,
         "vocab": "".join(t for t in ckpt.vocab.tokens if len(t) == 1) if ckpt.vocab else None,
     }

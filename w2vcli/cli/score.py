@@ -37,8 +37,8 @@ def score(
     tokens, CER characters including spaces (as jiwer); rates divide by the reference length, or
     by 1 when the whole reference is empty. Tables go to stderr, --json - to stdout.
     """
-    from w2vcli.pipelines.score import Normalization
     from w2vcli.pipelines.score import score as run_score
+    from w2vcli.scoring.report import Normalization
 
     norm = Normalization(
         lowercase=not (no_normalize or keep_case), strip_punctuation=not (no_normalize or keep_punctuation)

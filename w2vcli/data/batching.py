@@ -17,8 +17,9 @@ import numpy as np
 
 from w2vcli.data.audio import SAMPLE_RATE
 from w2vcli.errors import W2VError
+from w2vcli.model.config import FRAME_STRIDE
 
-FRAME_SAMPLES = 320  # one 20 ms frame of the feature encoder
+FRAME_SAMPLES = FRAME_STRIDE  # one frame of the feature encoder (20 ms)
 _GRID = sorted({math.ceil(1.1**k) for k in range(240)})  # frames: 1, 2, 3, ..., then ~10% apart
 
 

@@ -22,6 +22,7 @@ import soxr
 from w2vcli.data.audio import SAMPLE_RATE, BadAudio, open_audio
 from w2vcli.decoding.ctc import Hypothesis
 from w2vcli.errors import UsageError
+from w2vcli.model.config import FRAME_STRIDE, RECEPTIVE_FIELD, ModelConfig
 
 BLOCK_SECONDS = 4.0
 
@@ -30,10 +31,10 @@ BLOCK_SECONDS = 4.0
 class ChunkPlan:
     chunk_frames: int  # frames per chunk, strides included (0: never chunk)
     stride_frames: int  # context frames on each inner side, dropped after the forward
-    frame: int = 320  # samples per frame (the feature encoder's total stride)
-    field: int = 400  # samples one frame sees (the feature encoder's receptive field)
-    kernels: tuple[int, ...] = (10, 3, 3, 3, 3, 2, 2)
-    strides: tuple[int, ...] = (5, 2, 2, 2, 2, 2, 2)
+    frame: int = FRAME_STRIDE  # samples per frame (the feature encoder's total stride)
+    field: int = RECEPTIVE_FIELD  # samples one frame sees (the feature encoder's receptive field)
+    kernels: tuple[int, ...] = ModelConfig.conv_kernel
+    strides: tuple[int, ...] = ModelConfig.conv_stride
 
     @classmethod
     def from_seconds(cls, chunk_seconds: float, stride_seconds: float, config=None) -> ChunkPlan:
@@ -45,7 +46,7 @@ class ChunkPlan:
                 kernels=tuple(config.conv_kernel),
                 strides=tuple(config.conv_stride),
             )
-        frame = extra.get("frame", 320)
+        frame = extra.get("frame", FRAME_STRIDE)
         chunk = round(chunk_seconds * SAMPLE_RATE / frame) if chunk_seconds > 0 else 0
         stride = round(stride_seconds * SAMPLE_RATE / frame)
         if chunk and (stride < 1 or chunk - 2 * stride < 1):

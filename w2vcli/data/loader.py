@@ -15,15 +15,14 @@ from dataclasses import dataclass, fields
 from functools import partial
 
 import numpy as np
-import soxr
 import torch
 
 from w2vcli.data.audio import SAMPLE_RATE, load_audio
 from w2vcli.data.batching import LengthBatchSampler, grid_samples
 from w2vcli.data.manifest import Utterance
 from w2vcli.errors import W2VError
+from w2vcli.model.config import RECEPTIVE_FIELD
 
-RECEPTIVE_FIELD = 400  # samples: the feature encoder's first frame needs this many
 LABEL_PAD = -100
 
 
@@ -160,28 +159,6 @@ def collate_padded(
     return Batch(waveforms, lengths, [it.id for it in items], labels, label_lengths)
 
 
-def perturb_speed(
-    items: Sequence[Item], factors: Sequence[float], generator: torch.Generator | None = None
-) -> list[Item]:
-    """Each item played f times faster, f drawn uniformly from `factors` (speed perturbation, Ko et
-    al. 2015): resampling from f x 16 kHz to 16 kHz shifts tempo, pitch and formants together, so
-    a few voices sound like more. Labels are unchanged."""
-    out = []
-    for it in items:
-        f = float(factors[int(torch.randint(len(factors), (1,), generator=generator))])
-        if f == 1.0:
-            out.append(it)
-            continue
-        wav = soxr.resample(it.wav.numpy(), SAMPLE_RATE * f, SAMPLE_RATE, quality="HQ")
-        wav = torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))
-        out.append(Item(it.id, wav, wav.shape[0], it.labels))
-    return out
-
-
-def _perturbed_collate(items: Sequence[Item], generator=None, *, collate, factors: Sequence[float]) -> Batch:
-    return collate(perturb_speed(items, factors, generator), generator=generator)
-
-
 Collate = Callable[..., Batch]
 
 
@@ -306,5 +283,7 @@ def make_loader(
     else:
         collate = partial(collate_padded, label_pad=label_pad)
     if any(f != 1.0 for f in speed_perturb):
-        collate = partial(_perturbed_collate, collate=collate, factors=tuple(speed_perturb))
+        from w2vcli.data.augment import perturbed_collate  # it builds on this module's Item and Batch
+
+        collate = partial(perturbed_collate, collate=collate, factors=tuple(speed_perturb))
     return BatchLoader(dataset, sampler, collate, num_workers=num_workers, pin_memory=pin_memory)

@@ -17,8 +17,9 @@ import numpy as np
 
 from w2vcli.data.audio import SAMPLE_RATE
 from w2vcli.decoding.lm import LanguageModel, Lexicon, PrefixTrie
+from w2vcli.model.config import FRAME_STRIDE
 
-FRAME_STRIDE = 320 / SAMPLE_RATE
+FRAME_SECONDS = FRAME_STRIDE / SAMPLE_RATE
 WORD_START = "\u2581"  # sentencepiece's "▁": this piece begins a word
 _DROPPED = ("<pad>", "<s>", "</s>")  # never part of the text, like Vocabulary.decode
 
@@ -149,7 +150,7 @@ def _time(frame: int, frame_stride: float, time_offset: float) -> float:
 
 
 def word_timestamps(
-    hyp: Hypothesis, vocab, frame_stride: float = FRAME_STRIDE, time_offset: float = 0.0
+    hyp: Hypothesis, vocab, frame_stride: float = FRAME_SECONDS, time_offset: float = 0.0
 ) -> list[dict]:
     """`[{"word", "start", "end"}]` in seconds; start is the word's first frame, end its last frame's end."""
     return [
@@ -159,7 +160,7 @@ def word_timestamps(
 
 
 def char_timestamps(
-    hyp: Hypothesis, vocab, frame_stride: float = FRAME_STRIDE, time_offset: float = 0.0
+    hyp: Hypothesis, vocab, frame_stride: float = FRAME_SECONDS, time_offset: float = 0.0
 ) -> list[dict]:
     """`[{"char", "start", "end"}]` in seconds, one per emitted token; a word separator is " ".
 

@@ -281,6 +281,10 @@ def _tiny() -> ModelConfig:
 
 
 PRESETS = {"tiny": _tiny, "base": _base, "large": _large}
+# The standard feature encoder's geometry (every preset's), for code that has no model at hand:
+# derived from the conv layout above, never restated.
+FRAME_STRIDE = ModelConfig().frame_stride  # samples between output frames
+RECEPTIVE_FIELD = ModelConfig().receptive_field  # samples one frame sees
 
 
 def preset(name: str) -> ModelConfig:

@@ -14,9 +14,9 @@ from w2vcli.errors import UsageError, W2VError
 from w2vcli.model.config import ModelConfig
 from w2vcli.training import runtime as distributed
 from w2vcli.training.config import TrainConfig
-from w2vcli.training.loop import Event
 from w2vcli.training.rundir import RunDir
 from w2vcli.training.runtime import Dist
+from w2vcli.training.task import Event
 
 
 def setup(cfg: TrainConfig) -> tuple[Dist, torch.device]:

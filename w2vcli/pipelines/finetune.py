@@ -24,7 +24,7 @@ from w2vcli.data.text import load_vocabulary
 from w2vcli.decoding.ctc import decode, to_text
 from w2vcli.errors import UsageError, W2VError
 from w2vcli.model import Wav2Vec2ForCTC
-from w2vcli.model.config import ModelConfig, preset
+from w2vcli.model.config import RECEPTIVE_FIELD, ModelConfig, preset
 from w2vcli.model.losses import ctc_loss
 from w2vcli.model.wav2vec2 import init_weights
 from w2vcli.pipelines._training import (
@@ -40,10 +40,11 @@ from w2vcli.pipelines.pretrain import frame_lengths
 from w2vcli.scoring.error_rates import EditCounts, char_edits, error_rate, word_edits
 from w2vcli.training import runtime as distributed
 from w2vcli.training.config import FinetuneConfig
-from w2vcli.training.loop import Trainer, TrainResult
+from w2vcli.training.loop import Trainer
 from w2vcli.training.masking import compute_feature_mask, compute_mask_indices
 from w2vcli.training.recipes import finetune_settings
 from w2vcli.training.rundir import RunDir
+from w2vcli.training.task import TrainResult
 
 
 @dataclass
@@ -235,8 +236,8 @@ def finetune(
             vocab = load_vocabulary(data_dir)
         except W2VError:
             raise UsageError(f"{data_dir} has no vocabulary; run `w2v prep` with transcripts") from None
-        utts, skipped = load_split(data_dir, "train", 400 / SAMPLE_RATE, require_text=True)
-        valid, _ = load_split(data_dir, "valid", 400 / SAMPLE_RATE, require_text=True)
+        utts, skipped = load_split(data_dir, "train", RECEPTIVE_FIELD / SAMPLE_RATE, require_text=True)
+        valid, _ = load_split(data_dir, "valid", RECEPTIVE_FIELD / SAMPLE_RATE, require_text=True)
         if not utts:
             raise UsageError(f"{data_dir}/train.jsonl has no transcribed utterances to fine-tune on")
         latest = None if cfg.fresh else run.latest()

@@ -35,11 +35,12 @@ from w2vcli.pipelines._training import (
 )
 from w2vcli.training import runtime as distributed
 from w2vcli.training.config import PretrainConfig
-from w2vcli.training.loop import Event, Trainer, TrainResult
+from w2vcli.training.loop import Trainer
 from w2vcli.training.masking import compute_mask_indices, sample_negative_indices
 from w2vcli.training.recipes import OBJECTIVE_FIELDS, QUANTIZER_FIELDS, pretrain_settings
 from w2vcli.training.rundir import RunDir
 from w2vcli.training.schedule import gumbel_at
+from w2vcli.training.task import Event, TrainResult
 
 
 def frame_lengths(config: ModelConfig, samples: torch.Tensor) -> torch.Tensor:

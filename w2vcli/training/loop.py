@@ -19,77 +19,19 @@ from __future__ import annotations
 
 import contextlib
 import math
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
-import numpy as np
 import torch
 
-from w2vcli.errors import UsageError
 from w2vcli.training import runtime as distributed
 from w2vcli.training.config import TrainConfig
-from w2vcli.training.metrics import MetricsLog
+from w2vcli.training.metrics import MetricsLog, Window
 from w2vcli.training.rundir import RunDir, load_trainer_state, load_weights, rng_state, set_rng_state
 from w2vcli.training.runtime import Dist
 from w2vcli.training.schedule import lr_at, progress
-
-
-class Task(Protocol):
-    find_unused: bool  # DDP: some parameters may get no gradient in a step
-
-    def parameters(self, model: torch.nn.Module) -> list[torch.nn.Parameter]: ...
-    def begin_update(
-        self, model: torch.nn.Module, update: int, spent: float
-    ) -> bool: ...  # True: trainable set changed
-    def prepare(self, batch, generator: torch.Generator, device: torch.device): ...  # has .count, .seconds
-    def loss(self, model: torch.nn.Module, prepared) -> tuple[torch.Tensor, dict[str, torch.Tensor]]: ...
-    def summarize(self, sums: dict[str, float]) -> dict[str, float]: ...
-    def check(self, metrics: dict, update: int) -> list[str]: ...
-
-
-@dataclass
-class Event:
-    kind: str  # start, log, valid, best, checkpoint, warning, done
-    update: int
-    max_updates: int | None  # None: the budget is in minutes only
-    metrics: dict = field(default_factory=dict)
-    message: str = ""
-    progress: float = 0.0  # fraction of the budget spent (updates or minutes, whichever is further)
-
-
-@dataclass
-class TrainResult:
-    update: int
-    stop_reason: str  # max_updates, max_minutes, SIGINT, SIGTERM, requested
-    checkpoint: Path | None
-    metrics: dict
-    best: dict
-
-
-def micro_seed(seed: int, epoch: int, index: int) -> int:
-    return int(np.random.SeedSequence([seed, epoch, index, 0x7261]).generate_state(1)[0])
-
-
-def amp_dtype(device: torch.device, enabled: bool | None) -> torch.dtype | None:
-    """The autocast dtype, None for fp32. GPUs: on unless disabled, bf16 where supported, else fp16.
-    CPUs: only when asked (enabled=True), bf16, and only on AMX-BF16 hardware, the one kind of CPU
-    where bf16 matmuls beat fp32. MPS: fp32."""
-    if device.type == "cuda":
-        if enabled is False:
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu" and enabled:
-        if not distributed.cpu_has_amx():
-            raise UsageError(
-                "--amp on a CPU needs AMX-BF16 (without it bf16 is far slower than fp32); drop --amp"
-            )
-        return torch.bfloat16
-    return None
+from w2vcli.training.task import Event, Task, TrainResult, amp_dtype, micro_seed, rank, stop_signals
 
 
 class Trainer:
@@ -108,13 +50,8 @@ class Trainer:
         info: dict | None = None,
     ):
         self.model, self.task, self.loader, self.cfg, self.run = model.to(device), task, loader, cfg, run
-        self.device, self.dist, self.validate, self.vocab, self.info = (
-            device,
-            dist,
-            validate,
-            vocab,
-            info or {},
-        )
+        self.device, self.dist, self.validate, self.vocab = device, dist, validate, vocab
+        self.info = info or {}
         self.on_event = on_event if dist.main else None
         # The fused AdamW: one kernel for all parameters, 3 ms a step for `tiny` on a CPU core against 11-18
         self.optimizer = torch.optim.AdamW(
@@ -135,13 +72,18 @@ class Trainer:
         self._signal: str | None = None
         self._requested = False
         self._wrapped = None
-        self._window = self._new_window()
+        self._window = Window()
         self._last_metrics: dict = {}
         self._lr = cfg.lr
 
     def emit(self, kind: str, metrics: dict | None = None, message: str = "") -> None:
         if self.on_event:
             self.on_event(Event(kind, self.update, self.cfg.max_updates, metrics or {}, message, self.spent))
+
+    def _on_signal(self, name: str) -> None:
+        if self._signal == "SIGINT" and name == "SIGINT":
+            raise KeyboardInterrupt  # second Ctrl-C: the user really wants out
+        self._signal = name
 
     def request_stop(self) -> None:
         """Stop after the current update with a checkpoint (what SIGINT/SIGTERM do)."""
@@ -194,35 +136,6 @@ class Trainer:
             for batch in self.loader:
                 yield micro_seed(self.cfg.seed, epoch, (self.loader.position - 1) * ws + rank), batch
 
-    def _new_window(self) -> dict:
-        return {
-            "sums": {},
-            "updates": 0,
-            "skipped": 0,
-            "grad_norm": 0.0,
-            "seconds": 0.0,
-            "start": time.monotonic(),
-        }
-
-    @contextlib.contextmanager
-    def _signals(self):
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum, frame):
-            name = signal.Signals(signum).name
-            if self._signal == "SIGINT" and name == "SIGINT":
-                raise KeyboardInterrupt  # second Ctrl-C: the user really wants out
-            self._signal = name
-
-        old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            yield
-        finally:
-            for s, h in old.items():
-                signal.signal(s, h)
-
     def _budget_left(self) -> str | None:
         """None while the budget lasts, else why it ended ("max_updates" or "max_minutes")."""
         if self.cfg.max_updates is not None and self.update >= self.cfg.max_updates:
@@ -247,7 +160,7 @@ class Trainer:
         stream = self._stream()
         reason, saved_at = self._budget_left() or "max_updates", (self.update if self.resumed_from else -1)
         validated_at = self.update if self.resumed_from else -1
-        with self._signals():
+        with stop_signals(self._on_signal):
             while self._budget_left() is None:
                 before = self.spent
                 flags = self._step(stream, start)
@@ -263,7 +176,7 @@ class Trainer:
                 if ended is not None:
                     reason = ended
                     break
-        if self.update % cfg.log_every and self._window["updates"]:
+        if self.update % cfg.log_every and self._window.updates:
             self._log()
         if self.validate and validated_at != self.update and reason in ("max_updates", "max_minutes"):
             self._validate()  # the model the run ends with is always scored
@@ -306,7 +219,7 @@ class Trainer:
                     loss_sum, stats = self.task.loss(model, prepared)
                 self.scaler.scale(loss_sum * scale).backward()
             loss_total = loss_total + loss_sum.detach().float()
-            self._accumulate(stats, prepared.seconds)
+            self._window.add(stats, prepared.seconds)
         self.scaler.unscale_(self.optimizer)
         params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
         norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm if cfg.clip_norm > 0 else float("inf"))
@@ -331,12 +244,12 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.update += 1
         self.spent = progress(cfg, self.update, self.seconds)
-        self._window["updates"] += 1
+        self._window.updates += 1
         if finite:
-            self._window["grad_norm"] += float(norm)
+            self._window.grad_norm += float(norm)
         else:
             self.skipped += 1
-            self._window["skipped"] += 1
+            self._window.skipped += 1
             if not self.scaler.is_enabled() or flags[0]:
                 self.emit(
                     "warning",
@@ -348,33 +261,27 @@ class Trainer:
                 return name
         return None
 
-    def _accumulate(self, stats: dict[str, torch.Tensor], seconds: float) -> None:
-        sums = self._window["sums"]
-        for k, v in stats.items():
-            sums[k] = sums.get(k, 0.0) + v.detach().float()
-        self._window["seconds"] += seconds
-
     def _log(self) -> None:
-        w, self._window = self._window, self._new_window()
-        keys = sorted(w["sums"])
+        w, self._window = self._window, Window()
+        keys = sorted(w.sums)
         vec = torch.stack(
-            [torch.as_tensor(w["sums"][k], dtype=torch.float32, device=self.device).reshape(()) for k in keys]
-            + [torch.tensor(w["seconds"], device=self.device)]
+            [torch.as_tensor(w.sums[k], dtype=torch.float32, device=self.device).reshape(()) for k in keys]
+            + [torch.tensor(w.seconds, device=self.device)]
         )
         vec = distributed.all_reduce(vec.float(), self.dist).tolist()
         metrics = self.task.summarize(dict(zip(keys, vec[:-1])))
-        elapsed = max(time.monotonic() - w["start"], 1e-9)
-        good = w["updates"] - w["skipped"]
+        elapsed = max(time.monotonic() - w.start, 1e-9)
+        good = w.updates - w.skipped
         metrics.update(
             {
                 "update": self.update,
                 "epoch": self.loader.epoch,
                 "lr": self._lr,
                 "progress": round(self.spent, 4),
-                "grad_norm": w["grad_norm"] / good if good else float("nan"),
+                "grad_norm": w.grad_norm / good if good else float("nan"),
                 "skipped": self.skipped,
                 "audio_seconds_per_s": vec[-1] / elapsed,
-                "updates_per_s": w["updates"] / elapsed,
+                "updates_per_s": w.updates / elapsed,
             }
         )
         if self.scaler.is_enabled():
@@ -398,17 +305,10 @@ class Trainer:
         self.log.write(record)
         self.emit("valid", record)
         if "wer" in result and (
-            not self.best or _rank(result, self.cfg.best_by) < _rank(self.best, self.cfg.best_by)
+            not self.best or rank(result, self.cfg.best_by) < rank(self.best, self.cfg.best_by)
         ):
             self.best = {"update": self.update, **result}
             self.run.save_best(
                 model, self.vocab, **{f"valid_{k}": v for k, v in self.best.items()}, **self.info
             )
             self.emit("best", record)
-
-
-def _rank(result: dict, best_by: str) -> tuple[float, float]:
-    """Order of validation results: the chosen error rate, ties broken by the other one (a run whose
-    WER is still 100% keeps improving in CER)."""
-    other = "cer" if best_by == "wer" else "wer"
-    return result[best_by], result[other]

@@ -9,11 +9,31 @@ from __future__ import annotations
 import json
 import math
 import os
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from w2vcli.fsutil import atomic_write
 
 BLOCKS = " ▁▂▃▄▅▆▇█"
+
+
+@dataclass
+class Window:
+    """What the updates since the last log line add up to: the task's loss statistics (summed
+    tensors), audio seconds, gradient norms, skipped steps, and when the window began."""
+
+    sums: dict = field(default_factory=dict)
+    updates: int = 0
+    skipped: int = 0
+    grad_norm: float = 0.0
+    seconds: float = 0.0
+    start: float = field(default_factory=time.monotonic)
+
+    def add(self, stats: dict, seconds: float) -> None:
+        for k, v in stats.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v.detach().float()
+        self.seconds += seconds
 
 
 class MetricsLog:
