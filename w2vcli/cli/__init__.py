@@ -12,7 +12,7 @@ import sys
 import typer
 
 from w2vcli import __version__
-from w2vcli.cli import convert, curves, export, finetune, info, lm, prep, pretrain, score, transcribe
+from w2vcli.cli import align, convert, curves, export, finetune, info, lm, prep, pretrain, score, transcribe
 
 app = typer.Typer(
     name="w2v",
@@ -43,6 +43,7 @@ app.command("prep")(prep.prep)
 app.command("pretrain")(pretrain.pretrain)
 app.command("finetune")(finetune.finetune)
 app.command("transcribe")(transcribe.transcribe)
+app.command("align")(align.align)
 app.command("score")(score.score)
 app.command("lm")(lm.lm)
 app.command("convert")(convert.convert)

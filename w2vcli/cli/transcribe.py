@@ -189,7 +189,7 @@ def _emit(result, items, ledger, formats) -> None:
         raise typer.Exit(141) from None
 
 
-def _run(start_pipeline, items, ledger, formats) -> int:
+def _run(start_pipeline, items, ledger, formats, verb: str = "transcribing") -> int:
     """Drive the pipeline under a progress bar (files, audio, real-time factor); returns the failures,
     counting every input that produced no result as one."""
     from rich.progress import TextColumn
@@ -199,7 +199,7 @@ def _run(start_pipeline, items, ledger, formats) -> int:
     done, failed, audio_seconds, fed, start = 0, 0, 0.0, [0.0], time.monotonic()
     bar = progress(TextColumn("{task.fields[audio]:.1f} min audio"), TextColumn("RTF {task.fields[rtf]:.3f}"))
     with bar:
-        task = bar.add_task("transcribing", total=len(items), audio=0.0, rtf=0.0)
+        task = bar.add_task(verb, total=len(items), audio=0.0, rtf=0.0)
 
         def on_progress(seconds: float) -> None:  # per chunk, so a long file moves the figures too
             fed[0] += seconds
@@ -220,7 +220,7 @@ def _run(start_pipeline, items, ledger, formats) -> int:
     wall = time.monotonic() - start
     rtf = f", RTF {wall / audio_seconds:.3f}" if audio_seconds else ""
     err.print(
-        f"{done} transcribed, {failed + missing} failed: {audio_seconds / 60:.1f} min of audio "
+        f"{done} {verb.replace('ing', 'ed')}, {failed + missing} failed: {audio_seconds / 60:.1f} min of audio "
         f"in {wall:.1f} s{rtf}",
         markup=False,
     )

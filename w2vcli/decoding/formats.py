@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
-FORMATS = ("txt", "json", "jsonl", "tsv", "srt", "vtt")
+FORMATS = ("txt", "json", "jsonl", "tsv", "srt", "vtt", "ctm", "textgrid")
 CUE_SECONDS = 6.0  # a subtitle line stays on screen at most this long
 CUE_CHARS = 42  # ... and holds at most this many characters (the usual broadcast limit)
 CUE_GAP = 1.0  # a pause this long starts a new cue
@@ -30,6 +31,7 @@ class Transcription:
     error: str | None = None  # one line for the user
     words: list[dict] = field(default_factory=list)  # {"word", "start", "end"} in seconds
     chars: list[dict] | None = None  # {"char", "start", "end"}, when asked for
+    untranscribed: list[dict] | None = None  # alignment: stretches of speech the text lacks
     show_words: bool = False  # words were asked for: they go into to_dict()
 
     @property
@@ -47,6 +49,8 @@ class Transcription:
             out["chars"] = self.chars
         if self.show_words:
             out["words"] = self.words
+        if self.untranscribed is not None:
+            out["untranscribed"] = self.untranscribed
         return out
 
 
@@ -107,6 +111,52 @@ def to_tsv(result: Transcription) -> str:
     return "\n".join(rows) + "\n"
 
 
+def to_ctm(result: Transcription) -> str:
+    """NIST CTM: `utterance channel start duration word confidence`, one line per word."""
+    utt = (result.id or Path(result.audio).with_suffix("").name).replace(" ", "_")
+    return "".join(
+        f"{utt} 1 {w['start']:.3f} {w['end'] - w['start']:.3f} {w['word']} {w.get('score', 1.0):.3f}\n"
+        for w in result.words
+    )
+
+
+def _tier(name: str, items: list[tuple[float, float, str]], end: float) -> list[str]:
+    """A Praat interval tier covering [0, end]: the items, and empty intervals in the gaps."""
+    intervals, t = [], 0.0
+    for a, b, text in items:
+        if a > t:
+            intervals.append((t, a, ""))
+        intervals.append((a, b, text))
+        t = max(t, b)
+    if end > t or not intervals:
+        intervals.append((t, max(end, t), ""))
+    lines = ['        class = "IntervalTier"', f'        name = "{name}"', "        xmin = 0", f"        xmax = {end:g}",
+             f"        intervals: size = {len(intervals)}"]  # fmt: skip
+    for n, (a, b, text) in enumerate(intervals, 1):
+        quoted = text.replace('"', '""')
+        lines += [
+            f"        intervals [{n}]:",
+            f"            xmin = {a:g}",
+            f"            xmax = {b:g}",
+            f'            text = "{quoted}"',
+        ]
+    return lines
+
+
+def to_textgrid(result: Transcription) -> str:
+    """A Praat TextGrid (long text format): a `words` tier, and a `chars` tier when there are char times."""
+    words = [(w["start"], w["end"], w["word"]) for w in result.words]
+    end = max([float(result.duration or 0.0), *(b for _, b, _ in words)])
+    tiers = [("words", words)]
+    if result.chars:
+        tiers.append(("chars", [(c["start"], c["end"], c["char"]) for c in result.chars]))
+    lines = ['File type = "ooTextFile"', 'Object class = "TextGrid"', "", "xmin = 0", f"xmax = {end:g}",
+             "tiers? <exists>", f"size = {len(tiers)}", "item []:"]  # fmt: skip
+    for n, (name, items) in enumerate(tiers, 1):
+        lines += [f"    item [{n}]:", *_tier(name, items, end)]
+    return "\n".join(lines) + "\n"
+
+
 def render(result: Transcription, fmt: str) -> str:
     """The file content of one result in one format."""
     if fmt == "txt":
@@ -121,4 +171,8 @@ def render(result: Transcription, fmt: str) -> str:
         return to_srt(result)
     if fmt == "vtt":
         return to_vtt(result)
+    if fmt == "ctm":
+        return to_ctm(result)
+    if fmt == "textgrid":
+        return to_textgrid(result)
     raise ValueError(f"unknown format {fmt!r}")

@@ -1,0 +1,126 @@
+"""Alignment accuracy and memory on long recordings whose utterance boundaries are known exactly.
+
+    python bench/bench_align.py --model RUN --manifest TEST.jsonl --minutes 10
+    python bench/bench_align.py --model RUN --manifest TEST.jsonl --minutes 60 --memory
+
+Held-out utterances (a prep manifest: audio + text) are trimmed to their speech (first and last
+sample within 40 dB of the clip's peak), then concatenated with random pauses of 0.3-1.5 s (low
+noise, not silence) into one long file, tiled until it lasts `--minutes`; the true start and end
+of every utterance are known to the sample. `w2v align`'s library call aligns the whole transcript,
+and each utterance's boundaries are read from its first word's start and last word's end.
+Prints the median and 95th percentile of the absolute boundary errors (the issue's targets: 40 ms
+and 150 ms), the share of words flagged, the time, and with `--memory` the peak RSS of a
+separate process aligning the file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_transcribe import cpu_flags  # noqa: E402
+
+from w2vcli.data.manifest import read_manifest  # noqa: E402
+
+SR = 16000
+
+
+def trimmed(path: str) -> np.ndarray:
+    wav, sr = sf.read(path, dtype="float32")
+    assert sr == SR, f"{path}: {sr} Hz (give a prep manifest: 16 kHz)"
+    loud = np.flatnonzero(np.abs(wav) > np.abs(wav).max() * 10 ** (-40 / 20))
+    return wav[loud[0] : loud[-1] + 1]
+
+
+def build(manifest: str, minutes: float, seed: int, out: Path) -> tuple[Path, list[dict]]:
+    """The long file and, per utterance, its text and true start/end in seconds."""
+    rng = np.random.default_rng(seed)
+    utts = [u for u in read_manifest(manifest) if u.text]
+    clips = [(trimmed(u.audio), u.text) for u in utts]
+    pieces, truth, at = [], [], 0
+    while at < minutes * 60 * SR:
+        for i in rng.permutation(len(clips)):
+            wav, text = clips[i]
+            pause = int(rng.uniform(0.3, 1.5) * SR)
+            pieces.append((rng.standard_normal(pause) * 1e-3).astype(np.float32))
+            at += pause
+            truth.append({"text": text, "start": at / SR, "end": (at + len(wav)) / SR})
+            pieces.append(wav)
+            at += len(wav)
+            if at >= minutes * 60 * SR:
+                break
+    pieces.append(np.zeros(int(0.5 * SR), np.float32))
+    path = out / "long.flac"
+    sf.write(path, np.concatenate(pieces), SR, subtype="PCM_16")
+    (out / "long.txt").write_text(" ".join(t["text"] for t in truth) + "\n")
+    return path, truth
+
+
+def align_file(model: str, path: Path, text: str) -> dict:
+    from w2vcli.checkpoints.resolve import load_model
+    from w2vcli.pipelines.align import align, align_inputs
+
+    loaded = load_model(model)
+    t0 = time.perf_counter()
+    (result,) = align(align_inputs([str(path)], text=text), loaded)
+    return {"seconds": time.perf_counter() - t0, "result": result.to_dict()}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True)
+    p.add_argument("--manifest", required=True, help="held-out utterances: a prep manifest with text")
+    p.add_argument("--minutes", type=float, default=10.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--memory", action="store_true", help="align in a child process and report its peak RSS")
+    a = p.parse_args()
+    print(f"$ {' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])}")
+    print(f"cpu: {cpu_flags()}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        path, truth = build(a.manifest, a.minutes, a.seed, Path(tmp))
+        text = (Path(tmp) / "long.txt").read_text()
+        if a.memory:
+            code = (
+                f"import sys, json, resource; sys.path.insert(0, {str(ROOT / 'bench')!r}); sys.path.insert(0, {str(ROOT)!r})\n"
+                f"from bench_align import align_file\n"
+                f"out = align_file({a.model!r}, __import__('pathlib').Path({str(path)!r}), open({str(Path(tmp) / 'long.txt')!r}).read())\n"
+                "out['rss_mb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024\n"
+                "print(json.dumps(out))"
+            )
+            proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+            out = json.loads(proc.stdout.strip().splitlines()[-1])
+        else:
+            out = align_file(a.model, path, text)
+            out["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    words = out["result"]["words"]
+    errors, k = [], 0
+    for t in truth:
+        n = len(t["text"].split())
+        mine = words[k : k + n]
+        k += n
+        errors += [abs(mine[0]["start"] - t["start"]), abs(mine[-1]["end"] - t["end"])]
+    err_ms = np.array(errors) * 1000
+    flagged = sum(not w.get("aligned", True) for w in words)
+    print(
+        f"{a.minutes:g} min, {len(truth)} utterances, {len(words)} words: boundary error median "
+        f"{np.median(err_ms):.0f} ms, p95 {np.percentile(err_ms, 95):.0f} ms, max {err_ms.max():.0f} ms "
+        f"(targets 40 / 150 ms); {flagged} words unaligned; aligned in {out['seconds']:.1f} s; "
+        f"peak RSS {out['rss_mb']:.0f} MB"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,117 @@
+"""Forced alignment on hand-built emissions: exact paths, repeats, blanks, the wildcard, free ends,
+long inputs a window at a time, and the text as the model spells it."""
+
+import numpy as np
+import pytest
+
+from w2vcli.data.text import Vocabulary
+from w2vcli.decoding.align import STAR, token_spans, viterbi
+from w2vcli.decoding.align_text import prepare, spoken_form, token_sequence
+
+BLANK, A, B, C, SEP = 0, 1, 2, 3, 4
+
+
+def emissions(labels: list[int], v: int = 5, sure: float = 0.9) -> np.ndarray:
+    """Log-probabilities (T, V) saying `labels[t]` with probability `sure` on frame t."""
+    p = np.full((len(labels), v), (1 - sure) / (v - 1))
+    p[np.arange(len(labels)), labels] = sure
+    return np.log(p)
+
+
+def spans_of(labels, tokens, **kw):
+    lp = emissions(labels)
+    path, _ = viterbi(lp, tokens, BLANK, **kw)
+    return [(s.start, s.end) if s else None for s in token_spans(path, lp, tokens)]
+
+
+def test_exact_path_blanks_and_a_skipped_blank():
+    assert spans_of([0, A, A, 0, B, 0], [A, B]) == [(1, 3), (4, 5)]
+    assert spans_of([A, B, B], [A, B]) == [(0, 1), (1, 3)]  # no blank between different tokens
+
+
+def test_repeated_tokens_need_a_blank_between_them():
+    assert spans_of([A, 0, A], [A, A]) == [(0, 1), (2, 3)]
+    with pytest.raises(ValueError, match="need at least 3 frames"):
+        viterbi(emissions([A, A]), [A, A])
+    assert spans_of([A, A, A, 0, A], [A, A]) == [(0, 3), (4, 5)]
+
+
+def test_every_token_is_placed_even_against_the_emissions():
+    # the audio says only "a"; the text says "a b": b gets the frame that fits it least badly
+    got = spans_of([0, A, A, 0, 0, 0], [A, B])
+    assert got[0][0] == 1 and got[1] is not None and got[1][0] >= got[0][1]
+
+
+def test_the_wildcard_absorbs_audio_the_text_lacks_and_is_optional():
+    audio = [C, C, 0, C, C, 0, A, A, 0, B, B, 0]  # "c c" is not in the text
+    without = spans_of(audio, [A, B])
+    with_star = spans_of(audio, [STAR, A, B, STAR])
+    assert with_star[1:3] == [(6, 8), (9, 11)]
+    assert with_star[0] is not None and with_star[0][0] == 0 and with_star[0][1] <= 5
+    assert without[0] == (6, 8)  # blanks can absorb it here too, but only at the blank's cost
+    # a transcript that matches: the wildcards are skipped and the spans are those without them
+    assert spans_of([0, A, 0, B, 0], [STAR, A, STAR, B, STAR]) == [None, (1, 2), None, (3, 4), None]
+
+
+def test_star_between_words_takes_an_untranscribed_word_in_the_middle():
+    audio = [A, A, SEP, C, C, C, SEP, B, B, 0]
+    got = spans_of(audio, [A, SEP, STAR, B])
+    assert got[0] == (0, 2) and got[3] == (7, 9)
+    assert got[2] is not None and got[2][0] >= 3
+
+
+def test_a_narrow_band_finds_the_full_trellis_path_on_a_long_input():
+    rng = np.random.default_rng(0)
+    labels, tokens = [], [STAR]
+    for w in range(120):  # 120 words of 2-4 letters with pauses of 1-6 frames
+        if w:
+            tokens += [SEP, STAR]
+            labels += [SEP] + [0] * int(rng.integers(1, 6))
+        for _ in range(int(rng.integers(2, 5))):
+            tok = int(rng.integers(1, 4))
+            if tokens[-1] == tok:
+                labels.append(0)
+            tokens.append(tok)
+            labels += [tok] * int(rng.integers(1, 4))
+    tokens.append(STAR)
+    lp = emissions(labels)
+    full, total = viterbi(lp, tokens, band=10**6)
+    banded, banded_total = viterbi(lp, tokens, band=48)
+    assert 2 * len(tokens) + 1 > 20 * 48  # the band holds a small part of the trellis
+    assert np.array_equal(full, banded) and banded_total == total
+
+
+def test_an_untranscribed_stretch_longer_than_the_band_is_absorbed():
+    labels = [A, A, SEP] + [C] * 300 + [SEP, B, B, 0]
+    tokens = [STAR, A, SEP, STAR, B, STAR]
+    lp = emissions(labels)
+    path, _ = viterbi(lp, tokens, band=8)
+    spans = token_spans(path, lp, tokens)
+    assert (spans[1].start, spans[1].end) == (0, 2)
+    assert (spans[4].start, spans[4].end) == (304, 306)
+    assert spans[3].end - spans[3].start >= 290  # the wildcard took the stretch
+
+
+VOCAB = Vocabulary(["<pad>", "<s>", "</s>", "<unk>", "|", *"abcdefghijklmnopqrstuvwxyz'"])
+
+
+def test_spoken_forms_numbers_scripts_case_and_punctuation():
+    letters = set("abcdefghijklmnopqrstuvwxyz'")
+    assert spoken_form("Hello,", letters) == "hello"
+    assert spoken_form("1984", letters) == "one thousand nine hundred and eighty four"
+    assert spoken_form("3rd", letters) == "third"
+    assert spoken_form("Café", letters) == "cafe"
+    assert spoken_form("Привет", letters) == "privet"
+    assert spoken_form("—", letters) == ""
+    assert spoken_form("don't", letters) == "don't"
+
+
+def test_token_sequence_keeps_the_users_words():
+    words = prepare("Hello, 2 worlds! —", VOCAB)
+    assert [w.text for w in words] == ["Hello,", "2", "worlds!", "—"]
+    assert [w.spoken for w in words] == ["hello", "two", "worlds", ""]
+    tokens, owner = token_sequence(words, VOCAB)
+    sep = VOCAB.index["|"]
+    assert tokens[0] == STAR and tokens[-1] == STAR
+    assert tokens.count(sep) == 2 and tokens.count(STAR) == 4  # the unspellable word adds nothing
+    assert sorted(set(owner) - {-1}) == [0, 1, 2]

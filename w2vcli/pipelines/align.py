@@ -1,0 +1,273 @@
+"""`w2v align` as a library: audio files with their transcripts in, word (and character) times out.
+
+    from w2vcli.checkpoints.resolve import load_model
+    from w2vcli.pipelines.align import AlignOptions, align, align_inputs
+    loaded = load_model("runs/ft")
+    for result in align(align_inputs(["talk.flac"], text="the whole transcript ..."), loaded):
+        print(result.words)  # [{"word", "start", "end", "score"}, ...]
+
+The model's frame log-probabilities are computed as for transcription (long files in overlapping
+chunks, in bounded memory) and the transcript, spelt as the model spells it (decoding/align_text.py),
+is placed on them by CTC forced alignment (decoding/align.py), in one banded pass even for long files.
+`score` is a word's confidence: the geometric mean probability of its tokens on its frames.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from w2vcli.data.audio import SAMPLE_RATE
+from w2vcli.data.chunking import ChunkPlan
+from w2vcli.data.manifest import read_manifest
+from w2vcli.data.transcripts import TRANS_SUFFIX, TranscriptIndex
+from w2vcli.decoding.align import BAND, STAR, STAR_PENALTY, Span, _min_frames, token_spans, viterbi
+from w2vcli.decoding.align_text import Word, prepare, token_sequence
+from w2vcli.decoding.formats import Transcription
+from w2vcli.errors import UsageError
+from w2vcli.pipelines._transcribe_engine import Prefetcher, run_events
+from w2vcli.pipelines._transcribe_inputs import Item, expand
+
+NO_TEXT = "no transcript: give --text, a sidecar NAME.txt or NAME.lab, a manifest or --transcripts"
+
+
+@dataclass
+class AlignItem:
+    item: Item
+    text: str | None  # None: `problem` says why there is none
+    problem: str | None = None
+
+
+@dataclass
+class AlignOptions:
+    language: str = "en"  # for reading numbers out (num2words)
+    star_penalty: float = STAR_PENALTY  # nats per frame the wildcard costs: lower absorbs more audio
+    band: int = BAND  # trellis states kept per frame (memory: frames x band bytes)
+    # CTC marks a letter a little after its sound starts and stops marking it before the sound ends;
+    # word edges move out by these many seconds (at most to a share of the gap to the neighbour).
+    # Measured on held-out synthesised speech, bench/RESULTS.md: starts 39 ms late, ends 60 ms early.
+    start_pad: float = 0.04
+    end_pad: float = 0.06
+    chars: bool = False  # add per-character (per-token) times
+    chunk_seconds: float = 30.0
+    stride_seconds: float = 2.5
+
+
+def align_inputs(
+    args: list[str], stdin_lines=(), text: str | None = None, transcripts: str | None = None
+) -> list[AlignItem]:
+    """Each audio input with its transcript: `text` (a file's content, or the text itself) for a
+    single input; else a manifest's `text`, a `--transcripts` table, a `*.trans.txt` or a sidecar."""
+    items = expand(args, stdin_lines)
+    if text is not None:
+        if len(items) != 1:
+            raise UsageError(f"--text is one transcript, for one audio file; {len(items)} were given")
+        return [AlignItem(items[0], _text_or_file(text))]
+    by_manifest: dict[str, str | None] = {}
+    for arg in args:
+        if arg.endswith(".jsonl") and Path(arg).is_file():
+            for utt in read_manifest(arg):
+                by_manifest[os.path.abspath(utt.audio)] = utt.text
+    index = TranscriptIndex()
+    if transcripts:
+        index.add_table(transcripts)
+    folders = {it.path.parent for it in items}
+    index.add_text_files(
+        [
+            p
+            for d in folders
+            if d.is_dir()
+            for p in d.iterdir()
+            if p.name.endswith((".txt", ".lab", TRANS_SUFFIX))
+        ]
+    )
+    out = []
+    for it in items:
+        found = by_manifest.get(os.path.abspath(it.path))
+        t = None if found is not None else index.find(it.path)
+        if found is not None:
+            out.append(AlignItem(it, found))
+        elif t is not None and t.text is not None:
+            out.append(AlignItem(it, t.text))
+        else:
+            out.append(AlignItem(it, None, t.problem if t is not None and t.problem else NO_TEXT))
+    return out
+
+
+def _text_or_file(text: str) -> str:
+    """`--text`: the content of the file it names, else the text itself."""
+    try:
+        is_file = "\n" not in text and Path(text).is_file()
+    except OSError:  # a name too long for the file system: it is text
+        is_file = False
+    if not is_file:
+        return text
+    try:
+        return Path(text).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"--text {text}: cannot read it ({type(e).__name__}: {e})") from None
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    return (z - np.log(np.exp(z).sum(axis=1, keepdims=True))).astype(np.float32)
+
+
+def align(
+    inputs: list[AlignItem],
+    loaded,
+    options: AlignOptions | None = None,
+    on_progress: Callable[[float], None] | None = None,
+) -> Iterator[Transcription]:
+    """One Transcription per input, in input order, `words` (and `chars`) timed; `error` when the
+    input could not be aligned (no transcript, nothing to spell, unreadable audio, text too long)."""
+    options = options or AlignOptions()
+    config, vocab = loaded.config, loaded.vocab
+    plan = ChunkPlan.from_seconds(options.chunk_seconds, options.stride_seconds, config)
+    frame = config.frame_stride / SAMPLE_RATE
+    normalize = getattr(loaded, "normalize", False)
+    prefetch = Prefetcher([a.item.path for a in inputs], plan, normalize)
+    try:
+        events = run_events(
+            _progress(prefetch, on_progress, plan.frame),
+            loaded.model,
+            getattr(loaded, "device", "cpu"),
+            0,
+            False,
+            prefetch.pending,
+            normalize,
+            _log_softmax,
+        )
+        for ev, pieces, spent in events:
+            a = inputs[ev.index]
+            result = Transcription(a.item.audio, ev.index, id=a.item.id, text=a.text, show_words=True)
+            if ev.kind == "error" or a.text is None:
+                result.error = ev.message if ev.kind == "error" else f"{a.item.audio}: {a.problem}"
+                yield result
+                continue
+            result.duration = round(ev.samples / SAMPLE_RATE, 3)
+            log_probs = np.concatenate([lp for _, lp in pieces]) if pieces else np.zeros((0, 1), np.float32)
+            try:
+                _align_one(result, a.text, log_probs, vocab, frame, options)
+            except UsageError as e:
+                result.error = f"{a.item.audio}: {e}"
+            result.elapsed = round(spent, 3)
+            yield result
+    finally:
+        prefetch.close()
+
+
+def _progress(events, on_progress, frame: int):
+    for ev in events:
+        if on_progress is not None and ev.kind == "chunk":
+            lo, hi = ev.chunk.keep
+            end = hi * frame if hi >= 0 else len(ev.chunk.wav)
+            on_progress(max(end - lo * frame, 0) / SAMPLE_RATE)
+        yield ev
+
+
+def _align_one(result: Transcription, text: str, log_probs: np.ndarray, vocab, frame: float, options) -> None:
+    words = prepare(text, vocab, options.language)
+    if not words:
+        raise UsageError("the transcript is empty")
+    tokens, owner = token_sequence(words, vocab)
+    if all(o < 0 for o in owner):
+        raise UsageError("nothing in the transcript can be spelt with the model's vocabulary")
+    need = _min_frames(tokens)
+    if log_probs.shape[0] < need:
+        raise UsageError(
+            f"the transcript is longer than the audio can hold: {need} frames ({need * frame:.2f} s) "
+            f"needed, the audio has {log_probs.shape[0] * frame:.2f} s"
+        )
+    path, _ = viterbi(log_probs, tokens, vocab.blank_id, options.star_penalty, options.band, words=owner)
+    spans = token_spans(path, log_probs, tokens, vocab.blank_id)
+    result.words = word_times(
+        words, spans, owner, frame, result.duration or 0.0, options.start_pad, options.end_pad
+    )
+    if options.chars:
+        result.chars = [
+            {"char": _token_text(vocab, tokens[k]), "start": round(s.start * frame, 3), "end": round(s.end * frame, 3),
+             "score": round(float(np.exp(s.score)), 3)}
+            for k, s in enumerate(spans) if s is not None and owner[k] >= 0
+        ]  # fmt: skip
+    result.untranscribed = [
+        {"start": round(s.start * frame, 3), "end": round(s.end * frame, 3)}
+        for k, s in enumerate(spans)
+        if s is not None and tokens[k] == STAR and s.end - s.start >= 5  # 0.1 s or more
+    ]
+
+
+def _token_text(vocab, token: int) -> str:
+    return vocab.tokens[token] if hasattr(vocab, "tokens") else vocab.decode([token])
+
+
+STRAY_GAP = 0.3  # seconds: a letter this far from the rest of its word, and barely heard,
+STRAY_PROB = 0.1  # is not taken as the word's edge
+
+
+def _heard(spans: list[Span], frame: float) -> list[Span]:
+    """A word's token spans without a first or last letter that the path put far from the others
+    where the model barely hears it (a silent letter, placed on the best-looking frame of a pause):
+    such a letter would stretch the word over the pause."""
+    far, faint = STRAY_GAP / frame, np.log(STRAY_PROB)
+    while len(spans) > 1 and spans[1].start - spans[0].end > far and spans[0].score < faint:
+        spans = spans[1:]
+    while len(spans) > 1 and spans[-1].start - spans[-2].end > far and spans[-1].score < faint:
+        spans = spans[:-1]
+    return spans
+
+
+def word_times(
+    words: list[Word],
+    spans: list[Span | None],
+    owner: list[int],
+    frame: float,
+    duration: float,
+    start_pad: float = 0.0,
+    end_pad: float = 0.0,
+) -> list[dict]:
+    """Each word's start, end and score from its tokens' spans, its edges moved out by the pads (each
+    into at most its share of the gap to the neighbour); a word with nothing placed (nothing to
+    spell) shares the gap between its aligned neighbours and is flagged `aligned: false`."""
+    placed: dict[int, list[Span]] = {}
+    for k, s in enumerate(spans):
+        if s is not None and owner[k] >= 0:
+            placed.setdefault(owner[k], []).append(s)
+    out: list[dict] = []
+    for i, w in enumerate(words):
+        got = placed.get(i)
+        if got and len(got) == len(w.tokens):
+            got = _heard(got, frame)
+            frames = sum(s.end - s.start for s in got)
+            score = float(np.exp(sum(s.score * (s.end - s.start) for s in got) / frames))
+            out.append({"word": w.text, "start": round(got[0].start * frame, 3), "end": round(got[-1].end * frame, 3),
+                        "score": round(score, 3)})  # fmt: skip
+        else:
+            out.append({"word": w.text, "start": None, "end": None, "score": 0.0, "aligned": False})
+    timed = [w for w in out if w["start"] is not None]
+    share = start_pad / (start_pad + end_pad) if start_pad + end_pad > 0 else 0.5
+    for prev, w in zip([None, *timed], timed):
+        gap = max(w["start"] - (prev["end"] if prev else 0.0), 0.0)
+        w["start"] = round(w["start"] - min(start_pad, gap * share if prev else gap), 3)
+    for w, nxt in zip(timed, [*timed[1:], None]):
+        gap = max((nxt["start"] if nxt else max(duration, w["end"])) - w["end"], 0.0)
+        w["end"] = round(w["end"] + min(end_pad, gap * (1 - share) if nxt else gap), 3)
+    i = 0
+    while i < len(out):  # runs of unaligned words: spread over the gap between their neighbours
+        if out[i]["start"] is not None:
+            i += 1
+            continue
+        j = i
+        while j < len(out) and out[j]["start"] is None:
+            j += 1
+        lo = out[i - 1]["end"] if i else 0.0
+        hi = out[j]["start"] if j < len(out) else max(duration, lo)
+        step = (hi - lo) / (j - i)
+        for n in range(i, j):
+            out[n]["start"], out[n]["end"] = round(lo + (n - i) * step, 3), round(lo + (n - i + 1) * step, 3)
+        i = j
+    return out
