@@ -2,6 +2,7 @@
 
     python bench/bench_align.py --model RUN --manifest TEST.jsonl --minutes 10
     python bench/bench_align.py --model RUN --manifest TEST.jsonl --minutes 60 --memory
+    python bench/bench_align.py --model RUN --manifest TEST.jsonl --minutes 30 --segment --corrupt 0.05
 
 Held-out utterances (a prep manifest: audio + text) are trimmed to their speech (first and last
 sample within 40 dB of the clip's peak), then concatenated with random pauses of 0.3-1.5 s (low
@@ -10,13 +11,18 @@ of every utterance are known to the sample. `w2v align`'s library call aligns th
 and each utterance's boundaries are read from its first word's start and last word's end.
 Prints the median and 95th percentile of the absolute boundary errors (the issue's targets: 40 ms
 and 150 ms), the share of words flagged, the time, and with `--memory` the peak RSS of a
-separate process aligning the file.
+separate process aligning the file. `--segment` runs `w2v segment`'s library call instead and
+scores each kept segment's text against the true utterances whose middles fall inside it (CER;
+the target: under 2% for 95% of segments); `--corrupt F` first replaces the text of a fraction F
+of the utterances by another utterance's (misread passages) and counts how many of the segments
+holding one were dropped.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -69,6 +75,46 @@ def build(manifest: str, minutes: float, seed: int, out: Path) -> tuple[Path, li
     return path, truth
 
 
+def corrupt(truth: list[dict], fraction: float, seed: int) -> set[int]:
+    """Give a fraction of the utterances another utterance's text (in the transcript only)."""
+    rng = np.random.default_rng(seed + 1)
+    bad = set(rng.choice(len(truth), int(round(fraction * len(truth))), replace=False).tolist())
+    for i in bad:
+        truth[i]["said"] = truth[i]["text"]
+        truth[i]["text"] = truth[(i + len(truth) // 2) % len(truth)]["text"]
+    return bad
+
+
+def segment_file(model: str, path: Path, text: str, truth: list[dict], bad: set[int], out: Path) -> None:
+    from rapidfuzz.distance import Levenshtein
+
+    from w2vcli.checkpoints.resolve import load_model
+    from w2vcli.pipelines.segment import REPORT, segment
+
+    t0 = time.perf_counter()
+    summary = segment(str(path), text, load_model(model), out / "segments")
+    seconds = time.perf_counter() - t0
+    rows = [json.loads(line) for line in (out / "segments" / REPORT).read_text().splitlines()]
+    cers, with_bad = [], {"kept": 0, "dropped": 0}
+    for r in rows:
+        inside = [i for i, t in enumerate(truth) if r["start"] <= (t["start"] + t["end"]) / 2 <= r["end"]]
+        if any(i in bad for i in inside):
+            with_bad["kept" if r["kept"] else "dropped"] += 1
+            continue
+        if r["kept"]:
+            said = " ".join(truth[i].get("said", truth[i]["text"]) for i in inside)
+            cers.append(Levenshtein.distance(r["text"], said) / max(len(said), 1))
+            if cers[-1] >= 0.02 and os.environ.get("SHOW"):
+                print(f"  CER {cers[-1]:.3f} [{r['start']}, {r['end']}] ours: {r['text']!r}\n      true: {said!r}")
+    cers = np.array(cers)
+    print(
+        f"segment: {summary['kept']} of {summary['segments']} kept ({summary['kept_seconds'] / 60:.1f} of "
+        f"{summary['duration'] / 60:.1f} min), dropped {summary['dropped']}; kept segments with CER < 2% "
+        f"against the true utterances: {np.mean(cers < 0.02):.1%} (target 95%), median CER {np.median(cers):.4f}; "
+        f"segments holding a misread utterance: {with_bad['dropped']} dropped, {with_bad['kept']} kept; {seconds:.1f} s"
+    )
+
+
 def align_file(model: str, path: Path, text: str) -> dict:
     from w2vcli.checkpoints.resolve import load_model
     from w2vcli.pipelines.align import align, align_inputs
@@ -86,12 +132,20 @@ def main() -> None:
     p.add_argument("--minutes", type=float, default=10.0)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--memory", action="store_true", help="align in a child process and report its peak RSS")
+    p.add_argument("--segment", action="store_true", help="run w2v segment and score its segments")
+    p.add_argument(
+        "--corrupt", type=float, default=0.0, help="with --segment: fraction of misread utterances"
+    )
     a = p.parse_args()
     print(f"$ {' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])}")
     print(f"cpu: {cpu_flags()}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         path, truth = build(a.manifest, a.minutes, a.seed, Path(tmp))
         text = (Path(tmp) / "long.txt").read_text()
+        if a.segment:
+            bad = corrupt(truth, a.corrupt, a.seed) if a.corrupt else set()
+            segment_file(a.model, path, " ".join(t["text"] for t in truth), truth, bad, Path(tmp))
+            return
         if a.memory:
             code = (
                 f"import sys, json, resource; sys.path.insert(0, {str(ROOT / 'bench')!r}); sys.path.insert(0, {str(ROOT)!r})\n"

@@ -12,7 +12,20 @@ import sys
 import typer
 
 from w2vcli import __version__
-from w2vcli.cli import align, convert, curves, export, finetune, info, lm, prep, pretrain, score, transcribe
+from w2vcli.cli import (
+    align,
+    convert,
+    curves,
+    export,
+    finetune,
+    info,
+    lm,
+    prep,
+    pretrain,
+    score,
+    segment,
+    transcribe,
+)
 
 app = typer.Typer(
     name="w2v",
@@ -44,6 +57,7 @@ app.command("pretrain")(pretrain.pretrain)
 app.command("finetune")(finetune.finetune)
 app.command("transcribe")(transcribe.transcribe)
 app.command("align")(align.align)
+app.command("segment")(segment.segment)
 app.command("score")(score.score)
 app.command("lm")(lm.lm)
 app.command("convert")(convert.convert)
