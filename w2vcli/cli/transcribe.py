@@ -43,7 +43,7 @@ def transcribe(
         typer.Option(
             "--format",
             "-f",
-            help="txt, json, jsonl, tsv, srt or vtt; repeat for several. "
+            help="txt, json, jsonl, tsv, srt, vtt, ctm or textgrid; repeat for several. "
             "Default: jsonl lines on stdout, txt files with --output-dir.",
         ),
     ] = None,
