@@ -105,7 +105,9 @@ def segment_file(model: str, path: Path, text: str, truth: list[dict], bad: set[
             said = " ".join(truth[i].get("said", truth[i]["text"]) for i in inside)
             cers.append(Levenshtein.distance(r["text"], said) / max(len(said), 1))
             if cers[-1] >= 0.02 and os.environ.get("SHOW"):
-                print(f"  CER {cers[-1]:.3f} [{r['start']}, {r['end']}] ours: {r['text']!r}\n      true: {said!r}")
+                print(
+                    f"  CER {cers[-1]:.3f} [{r['start']}, {r['end']}] ours: {r['text']!r}\n      true: {said!r}"
+                )
     cers = np.array(cers)
     print(
         f"segment: {summary['kept']} of {summary['segments']} kept ({summary['kept_seconds'] / 60:.1f} of "

@@ -53,7 +53,7 @@ def test_tsv_txt_json():
             "rtf": 0.0004,
         }
     assert "\n" not in render(RESULT, "jsonl").rstrip("\n")
-    assert set(FORMATS) == {"txt", "json", "jsonl", "tsv", "srt", "vtt"}
+    assert set(FORMATS) == {"txt", "json", "jsonl", "tsv", "srt", "vtt", "ctm", "textgrid"}
 
 
 def test_json_object_with_timestamps_ids_and_errors():

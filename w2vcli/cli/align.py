@@ -9,26 +9,14 @@ from typing import Annotated
 
 import typer
 
-from w2vcli.cli.common import Device
+from w2vcli.cli.common import AudioInputs, CtcModel, Device, Engine, OutputDir
 
 FORMATS_HELP = "jsonl (default on stdout), json, ctm, textgrid, srt, vtt, tsv or txt; repeat for several."
 
 
 def align(
-    audio: Annotated[
-        list[str],
-        typer.Argument(
-            help="Audio files, folders (searched recursively), prep manifests (.jsonl), or - for paths on stdin."
-        ),
-    ],
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model",
-            "-m",
-            help="A CTC model: fine-tuning run, checkpoint, Hugging Face directory, ONNX file.",
-        ),
-    ] = None,
+    audio: AudioInputs,
+    model: CtcModel = None,
     text: Annotated[
         str | None,
         typer.Option(
@@ -41,12 +29,7 @@ def align(
             "--transcripts", help="A table of transcripts (TSV/CSV path<TAB>text, or JSONL audio/text)."
         ),
     ] = None,
-    output_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--output-dir", "-o", help="Write one file per input and format here, mirroring input paths."
-        ),
-    ] = None,
+    output_dir: OutputDir = None,
     formats: Annotated[list[str] | None, typer.Option("--format", "-f", help=FORMATS_HELP)] = None,
     chars: Annotated[bool, typer.Option("--chars", help="Also time each character (token).")] = False,
     language: Annotated[
@@ -64,10 +47,7 @@ def align(
             "Lower: more audio counts as not in the text.",
         ),
     ] = 2.0,
-    engine: Annotated[
-        str | None,
-        typer.Option("--engine", help="auto, onnx or torch (see w2v transcribe).", show_default=False),
-    ] = None,
+    engine: Engine = None,
     device: Device = "auto",
 ) -> None:
     """Align known transcripts to audio: each word's start, end and confidence.

@@ -5,12 +5,43 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 Device = Annotated[
     str, typer.Option("--device", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")
+]
+AudioInputs = Annotated[
+    list[str],
+    typer.Argument(
+        help="Audio files, folders (searched recursively), prep manifests (.jsonl), or - for paths on stdin."
+    ),
+]
+CtcModel = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Fine-tuning run, checkpoint or Hugging Face directory, ONNX file (w2v export), or hub id. "
+        "Default: $W2V_MODEL, else facebook/wav2vec2-base-960h from the hub.",
+    ),
+]
+OutputDir = Annotated[
+    Path | None,
+    typer.Option(
+        "--output-dir", "-o", help="Write one file per input and format here, mirroring input paths."
+    ),
+]
+Engine = Annotated[
+    str | None,
+    typer.Option(
+        "--engine",
+        help="auto: ONNX Runtime on the CPU (the model is exported once and cached; see `w2v export`), "
+        "PyTorch on GPUs; onnx; torch. Default: $W2V_ENGINE, else auto.",
+        show_default=False,
+    ),
 ]
 Seed = Annotated[int, typer.Option("--seed", help="Random seed (splits, masks, initialisation).")]
 Workers = Annotated[int, typer.Option("--workers", min=0, help="Worker processes for audio decoding.")]

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from w2vcli.cli.common import Device
+from w2vcli.cli.common import CtcModel, Device, Engine
 
 
 def segment(
@@ -18,14 +18,7 @@ def segment(
     out: Annotated[
         Path, typer.Option("--out", "-o", help="A new folder for the segments and segments.jsonl.")
     ],
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model",
-            "-m",
-            help="A CTC model: fine-tuning run, checkpoint, Hugging Face directory, ONNX file.",
-        ),
-    ] = None,
+    model: CtcModel = None,
     max_seconds: Annotated[float, typer.Option("--max-seconds", min=1, help="Longest segment.")] = 15.0,
     min_seconds: Annotated[
         float, typer.Option("--min-seconds", min=0, help="Shorter segments are dropped.")
@@ -54,10 +47,7 @@ def segment(
     language: Annotated[
         str, typer.Option("--language", help="For reading numbers out (num2words code).")
     ] = "en",
-    engine: Annotated[
-        str | None,
-        typer.Option("--engine", help="auto, onnx or torch (see w2v transcribe).", show_default=False),
-    ] = None,
+    engine: Engine = None,
     device: Device = "auto",
 ) -> None:
     """Cut a long recording and its transcript into utterances for fine-tuning.

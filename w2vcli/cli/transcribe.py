@@ -11,33 +11,15 @@ from typing import Annotated
 
 import typer
 
-from w2vcli.cli.common import Device
+from w2vcli.cli.common import AudioInputs, CtcModel, Device, Engine, OutputDir
 
 LM_BEAM = 32  # --lm without --beam: a beam of one would give the LM nothing to choose from
 
 
 def transcribe(
-    audio: Annotated[
-        list[str],
-        typer.Argument(
-            help="Audio files, folders (searched recursively), prep manifests (.jsonl), or - for paths on stdin."
-        ),
-    ],
-    model: Annotated[
-        str | None,
-        typer.Option(
-            "--model",
-            "-m",
-            help="Fine-tuning run, checkpoint or Hugging Face directory, ONNX file (w2v export), or hub id. "
-            "Default: $W2V_MODEL, else facebook/wav2vec2-base-960h from the hub.",
-        ),
-    ] = None,
-    output_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--output-dir", "-o", help="Write one file per input and format here, mirroring input paths."
-        ),
-    ] = None,
+    audio: AudioInputs,
+    model: CtcModel = None,
+    output_dir: OutputDir = None,
     formats: Annotated[
         list[str] | None,
         typer.Option(
@@ -107,15 +89,7 @@ def transcribe(
             "stay fp32). Text may differ slightly.",
         ),
     ] = False,
-    engine: Annotated[
-        str | None,
-        typer.Option(
-            "--engine",
-            help="auto: ONNX Runtime on the CPU (the model is exported once and cached; see "
-            "`w2v export`), PyTorch on GPUs; onnx; torch. Default: $W2V_ENGINE, else auto.",
-            show_default=False,
-        ),
-    ] = None,
+    engine: Engine = None,
     device: Device = "auto",
 ) -> None:
     """Transcribe audio with a CTC model. Exit code 0 when every input worked, 1 when some failed."""

@@ -208,3 +208,13 @@ def run_events(
     flush()
     for h in held:
         yield h, take(h.index), spent.pop(h.index, 0.0)
+
+
+def report_progress(events: Iterator[Event], on_progress, frame: int) -> Iterator[Event]:
+    """Pass events on; tell `on_progress(audio_seconds)` each chunk's new audio (its kept part)."""
+    for ev in events:
+        if on_progress is not None and ev.kind == "chunk":
+            lo, hi = ev.chunk.keep
+            end = hi * frame if hi >= 0 else len(ev.chunk.wav)
+            on_progress(max(end - lo * frame, 0) / SAMPLE_RATE)
+        yield ev

@@ -29,7 +29,7 @@ from w2vcli.decoding.align import BAND, STAR, STAR_PENALTY, Span, _min_frames, t
 from w2vcli.decoding.align_text import Word, prepare, token_sequence
 from w2vcli.decoding.formats import Transcription
 from w2vcli.errors import UsageError
-from w2vcli.pipelines._transcribe_engine import Prefetcher, run_events
+from w2vcli.pipelines._transcribe_engine import Prefetcher, report_progress, run_events
 from w2vcli.pipelines._transcribe_inputs import Item, expand
 
 NO_TEXT = "no transcript: give --text, a sidecar NAME.txt or NAME.lab, a manifest or --transcripts"
@@ -133,7 +133,7 @@ def align(
     prefetch = Prefetcher([a.item.path for a in inputs], plan, normalize)
     try:
         events = run_events(
-            _progress(prefetch, on_progress, plan.frame),
+            report_progress(prefetch, on_progress, plan.frame),
             loaded.model,
             getattr(loaded, "device", "cpu"),
             0,
@@ -159,15 +159,6 @@ def align(
             yield result
     finally:
         prefetch.close()
-
-
-def _progress(events, on_progress, frame: int):
-    for ev in events:
-        if on_progress is not None and ev.kind == "chunk":
-            lo, hi = ev.chunk.keep
-            end = hi * frame if hi >= 0 else len(ev.chunk.wav)
-            on_progress(max(end - lo * frame, 0) / SAMPLE_RATE)
-        yield ev
 
 
 def _align_one(result: Transcription, text: str, log_probs: np.ndarray, vocab, frame: float, options) -> None:

@@ -36,7 +36,7 @@ from w2vcli.decoding.ctc import (
 from w2vcli.decoding.formats import Transcription, render
 from w2vcli.errors import UsageError
 from w2vcli.fsutil import OutputLedger
-from w2vcli.pipelines._transcribe_engine import Prefetcher, run_events
+from w2vcli.pipelines._transcribe_engine import Prefetcher, report_progress, run_events
 from w2vcli.pipelines._transcribe_inputs import Item, expand
 
 __all__ = [
@@ -117,7 +117,7 @@ def transcribe(
 
     normalize = getattr(loaded, "normalize", False)
     prefetch = Prefetcher([it.path for it in items], plan, normalize)
-    events = _progress(prefetch, on_progress, plan.frame)
+    events = report_progress(prefetch, on_progress, plan.frame)
     try:
         for ev, pieces, spent in run_events(
             events, model, device, batch_samples, padded, prefetch.pending, normalize, reduce
@@ -144,16 +144,6 @@ def transcribe(
             yield result
     finally:
         prefetch.close()
-
-
-def _progress(events, on_progress, frame: int):
-    """Report each chunk's new audio (its kept part) as it goes to the model."""
-    for ev in events:
-        if on_progress is not None and ev.kind == "chunk":
-            lo, hi = ev.chunk.keep
-            end = hi * frame if hi >= 0 else len(ev.chunk.wav)
-            on_progress(max(end - lo * frame, 0) / SAMPLE_RATE)
-        yield ev
 
 
 def output_paths(item: Item, out_dir: str | os.PathLike, formats: list[str]) -> list[Path]:
