@@ -111,6 +111,8 @@ def test_cli_export_then_transcribe_the_file(tmp_path):
     r = w2v("export", d, out)
     assert r.returncode == 0, r.stderr
     assert r.stdout == "" and "wrote" in r.stderr
+    info = w2v("info", out, "--json")
+    assert info.returncode == 0 and json.loads(info.stdout)["head"] == "ctc (ONNX, fp32)"
     meta = w2v_onnx.read_meta(out)
     assert meta["normalize"] is True and meta["config"]["feat_extract_norm"] == "group"
     via_file = w2v("transcribe", clip, "--model", out)
