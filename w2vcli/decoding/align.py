@@ -27,6 +27,7 @@ STAR_PENALTY = 2.0  # nats per frame below the best class: what the wildcard cos
 BAND = 1536  # trellis states kept per frame, around the best: ~20 s of speech either way
 BONUSES = (2.0, 3.0, 1.0, 4.0)  # nats per token placed, tried in turn to centre the band
 MAX_BYTES = 1 << 30  # back-pointers: the band doubles while T x band stays under this
+SKIP_PENALTY = 1.0  # nats for a letter straight after the previous one, no blank between (see viterbi)
 PAUSE_PENALTY = 0.2  # nats per blank frame inside a word (bench/RESULTS.md: 0.03-0.5 tried)
 
 
@@ -68,7 +69,11 @@ def viterbi(
     `words` (the word index of each token, -1 for separators and wildcards) makes a blank between two
     tokens of one word cost `pause_penalty` nats per frame: a letter the model does not hear (the
     silent e of "defense") is then placed next to its neighbours, not on the best-looking frame of
-    the pause after the word, which would stretch the word's end over the pause."""
+    the pause after the word, which would stretch the word's end over the pause.
+
+    A letter that follows the previous letter with no blank frame between costs SKIP_PENALTY nats:
+    speech at ~15 letters per second leaves blanks between most letters, and a weak model otherwise
+    squeezes the first words of a sentence into the end of the one before."""
     extra = np.zeros(2 * len(tokens) + 1)
     if words is not None and pause_penalty:
         inner = np.array([a == b and a >= 0 for a, b in zip(words, words[1:])], dtype=bool)
@@ -107,6 +112,12 @@ def _viterbi(
     table = np.concatenate([log_probs, star_column(log_probs, star_penalty)[:, None]], axis=1)  # (T, V + 1)
     column = np.where(star, log_probs.shape[1], ids)  # each state's column of `table`
     allowed = _moves(ids, star)  # (5, S): may state s be reached from s - k
+    cost = np.where(allowed, 0.0, -np.inf)  # (5, S): what entering s from s - k adds
+    token = np.zeros(s_max, dtype=bool)
+    token[1::2] = ~star[1::2]
+    straight = np.zeros(s_max, dtype=bool)  # a letter right after the previous letter, no blank between
+    straight[2:] = token[2:] & token[:-2]
+    cost[2, straight & allowed[2]] -= SKIP_PENALTY
 
     width = min(s_max, band)
     neg = -np.inf
@@ -123,7 +134,7 @@ def _viterbi(
         new_lo = max(lo, min(best - width // 2, s_max - width))
         hi = new_lo + width
         cand = np.stack([score[4 + new_lo - k : 4 + hi - k] for k in range(5)])  # (5, W): from s - k
-        cand[~allowed[:, new_lo:hi]] = neg
+        cand += cost[:, new_lo:hi]
         score[4 + lo : 4 + new_lo] = neg  # states the band leaves behind are dropped
         lo = new_lo
         move = cand.argmax(axis=0)
