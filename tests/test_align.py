@@ -115,3 +115,13 @@ def test_token_sequence_keeps_the_users_words():
     assert tokens[0] == STAR and tokens[-1] == STAR
     assert tokens.count(sep) == 2 and tokens.count(STAR) == 4  # the unspellable word adds nothing
     assert sorted(set(owner) - {-1}) == [0, 1, 2]
+
+
+def test_a_letter_straight_after_a_letter_costs_more_than_one_after_a_blank():
+    p = np.full((3, 5), 0.05)
+    p[0, A] = 0.8
+    p[1:, B] = p[1:, BLANK] = 0.425  # B on frame 1 or frame 2: the same emissions either way
+    lp = np.log(p)
+    path, _ = viterbi(lp, [A, B])
+    spans = token_spans(path, lp, [A, B], trim=False)
+    assert (spans[1].start, spans[1].end) == (2, 3)  # after a blank, not squeezed against A
