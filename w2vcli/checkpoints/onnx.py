@@ -223,28 +223,31 @@ def cache_dir() -> Path:
     return Path(base) / "w2vcli"
 
 
-def fingerprint(model, config: ModelConfig, vocab, int8: bool) -> str:
-    """A key for the export of exactly these weights, architecture and vocabulary by this version."""
+def cache_key(directory: Path, int8: bool) -> str:
+    """A key for the export of the model in `directory` as its files are now: their names, sizes and
+    modification times (a file changed or replaced is a new key), with int8 and the versions that
+    export. Only the files' metadata is read, so a cached model starts without loading its weights."""
+    directory = Path(directory).resolve()
     h = hashlib.sha256()
-    meta = {"config": config.to_dict(), "vocab": vocab_to_meta(vocab), "int8": int8, "w2vcli": __version__}
-    h.update(json.dumps(meta, sort_keys=True).encode())
-    h.update(torch.__version__.encode())
-    for name, t in sorted(model.state_dict().items()):
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    h.update(json.dumps([str(directory), int8, __version__, torch.__version__]).encode())
+    for f in sorted(p for p in directory.iterdir() if p.is_file()):
+        st = f.stat()
+        h.update(f"{f.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()[:32]
 
 
-def cached_export(model, config: ModelConfig, vocab, int8: bool, announce=None) -> Path:
-    """The ONNX file of this model from the cache, exported there first if needed (`announce(msg)`
-    is told then: exporting takes seconds for tiny, about half a minute for base). The cache keeps
-    the CACHE_ENTRIES most recently used exports."""
-    key = fingerprint(model, config, vocab, int8)
+def cached_export(directory: Path, int8: bool, announce=None) -> Path:
+    """The ONNX file of the CTC model in `directory` from the cache, exported there first if needed
+    (`announce(msg)` is told then: exporting takes seconds for tiny, about half a minute for base).
+    The cache keeps the CACHE_ENTRIES most recently used exports."""
     root = cache_dir() / "onnx"
-    path = root / f"{key}{'-int8' if int8 else ''}.onnx"
+    path = root / f"{cache_key(directory, int8)}{'-int8' if int8 else ''}.onnx"
     if path.is_file():
         os.utime(path)
         return path
+    from w2vcli.checkpoints.resolve import load_ctc
+
+    ckpt, vocab = load_ctc(Path(directory))
     try:
         root.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -253,7 +256,7 @@ def cached_export(model, config: ModelConfig, vocab, int8: bool, announce=None) 
         ) from None
     if announce:
         announce(f"exporting the model to ONNX{' (int8)' if int8 else ''}, once: cached in {root}")
-    export(model, config, vocab, path, int8=int8)
+    export(ckpt.model, ckpt.config, vocab, path, int8=int8)
     entries = sorted(root.glob("*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
     for old in entries[CACHE_ENTRIES:]:
         old.unlink(missing_ok=True)

@@ -117,24 +117,25 @@ def load_model(
     """Resolve, load (converting Hugging Face weights), check it is a CTC model with a vocabulary, and
     put it on its engine: `engine` "auto" (None: $W2V_ENGINE, else auto) is ONNX Runtime on the CPU
     when it is installed, PyTorch otherwise. An on-the-fly ONNX export is cached (`announce(msg)` is
-    told when one is made)."""
+    told when one is made); a cached one is used without loading the weights."""
     if spec and Path(spec).suffix == ".onnx" and Path(spec).is_file():  # $W2V_ENGINE does not apply
         return _load_onnx_file(Path(spec), device, int8, engine or "auto")
     engine = engine or os.environ.get(ENGINE_ENV) or "auto"
     _check_engine(engine)
     path = resolve_model(spec)
-    ckpt, vocab = load_ctc(path)
-    model = ckpt.model.eval().requires_grad_(False)
-    normalize = ckpt.config.do_normalize
     if engine == "auto":
         engine = "onnx" if device == "cpu" and _has_onnxruntime() else "torch"
     if engine == "onnx":
         if device != "cpu":
             raise UsageError("--engine onnx runs on the CPU; add --device cpu or use --engine torch")
-        from w2vcli.checkpoints.onnx import OnnxCTC, cached_export
+        from w2vcli.checkpoints.onnx import cached_export
 
-        file = cached_export(model, ckpt.config, vocab, int8, announce)
-        return LoadedModel(OnnxCTC(file, ckpt.config), ckpt.config, vocab, path, normalize, "onnx")
+        loaded = _load_onnx_file(cached_export(path, int8, announce), device, int8, engine)
+        loaded.path = path
+        return loaded
+    ckpt, vocab = load_ctc(path)
+    model = ckpt.model.eval().requires_grad_(False)
+    normalize = ckpt.config.do_normalize
     if int8:
         if device != "cpu":
             raise W2VError("--int8 runs on the CPU only; add --device cpu or drop --int8")

@@ -70,7 +70,7 @@ def align(
         raise UsageError("- reads paths from stdin, but stdin is a terminal; pipe paths in")
 
     from w2vcli.checkpoints.resolve import load_model
-    from w2vcli.cli.transcribe import _run
+    from w2vcli.cli.transcribe import run_with_progress
     from w2vcli.console import err
     from w2vcli.pipelines.align import AlignOptions, align_inputs
     from w2vcli.pipelines.align import align as run
@@ -84,7 +84,7 @@ def align(
     options = AlignOptions(language=language, star_penalty=star_penalty, chars=chars)
     dev = str(select_device(device, from_env()))
     loaded = load_model(model, device=dev, engine=engine, announce=lambda m: err.print(m, markup=False))
-    failed = _run(
+    failed = run_with_progress(
         lambda on_progress: run(inputs, loaded, options, on_progress), items, ledger, formats, "aligning"
     )
     if failed:

@@ -138,7 +138,9 @@ def transcribe(
     loaded = load_model(
         model, device=dev, int8=int8, engine=engine, announce=lambda m: err.print(m, markup=False)
     )
-    failed = _run(lambda on_progress: run(items, loaded, options, on_progress), items, ledger, formats)
+    failed = run_with_progress(
+        lambda on_progress: run(items, loaded, options, on_progress), items, ledger, formats
+    )
     if failed:
         raise typer.Exit(1)
 
@@ -163,7 +165,7 @@ def _emit(result, items, ledger, formats) -> None:
         raise typer.Exit(141) from None
 
 
-def _run(start_pipeline, items, ledger, formats, verb: str = "transcribing") -> int:
+def run_with_progress(start_pipeline, items, ledger, formats, verb: str = "transcribing") -> int:
     """Drive the pipeline under a progress bar (files, audio, real-time factor); returns the failures,
     counting every input that produced no result as one."""
     from rich.progress import TextColumn

@@ -104,8 +104,8 @@ def _viterbi(
     """One banded pass: (path, total, whether the path kept clear of the band's moving edges)."""
     t_max, n = log_probs.shape[0], len(tokens)
     s_max = 2 * n + 1
-    if n and t_max < _min_frames(tokens):
-        raise ValueError(f"{n} tokens need at least {_min_frames(tokens)} frames; the audio has {t_max}")
+    if n and t_max < min_frames(tokens):
+        raise ValueError(f"{n} tokens need at least {min_frames(tokens)} frames; the audio has {t_max}")
     ids = np.full(s_max, blank, dtype=np.int64)
     ids[1::2] = tokens
     star = ids == STAR
@@ -176,7 +176,7 @@ def _moves(ids: np.ndarray, star: np.ndarray) -> np.ndarray:
     return allowed
 
 
-def _min_frames(tokens: list[int]) -> int:
+def min_frames(tokens: list[int]) -> int:
     """Frames the shortest path needs: one per real token, one more between equal neighbours."""
     real = [t for t in tokens if t != STAR]
     return len(real) + sum(a == b for a, b in zip(real, real[1:]))

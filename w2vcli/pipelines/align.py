@@ -25,7 +25,7 @@ from w2vcli.data.audio import SAMPLE_RATE
 from w2vcli.data.chunking import ChunkPlan
 from w2vcli.data.manifest import read_manifest
 from w2vcli.data.transcripts import TRANS_SUFFIX, TranscriptIndex
-from w2vcli.decoding.align import BAND, STAR, STAR_PENALTY, Span, _min_frames, token_spans, viterbi
+from w2vcli.decoding.align import BAND, STAR, STAR_PENALTY, Span, min_frames, token_spans, viterbi
 from w2vcli.decoding.align_text import Word, prepare, token_sequence
 from w2vcli.decoding.formats import Transcription
 from w2vcli.errors import UsageError
@@ -168,7 +168,7 @@ def _align_one(result: Transcription, text: str, log_probs: np.ndarray, vocab, f
     tokens, owner = token_sequence(words, vocab)
     if all(o < 0 for o in owner):
         raise UsageError("nothing in the transcript can be spelt with the model's vocabulary")
-    need = _min_frames(tokens)
+    need = min_frames(tokens)
     if log_probs.shape[0] < need:
         raise UsageError(
             f"the transcript is longer than the audio can hold: {need} frames ({need * frame:.2f} s) "
