@@ -130,7 +130,18 @@ def align(
     plan = ChunkPlan.from_seconds(options.chunk_seconds, options.stride_seconds, config)
     frame = config.frame_stride / SAMPLE_RATE
     normalize = getattr(loaded, "normalize", False)
-    prefetch = Prefetcher([a.item.path for a in inputs], plan, normalize)
+    todo = [i for i, a in enumerate(inputs) if a.text is not None]  # the others need no audio read
+    untold = iter([i for i, a in enumerate(inputs) if a.text is None] + [len(inputs)])
+    pending = next(untold)
+
+    def without_text(before: int) -> Iterator[Transcription]:
+        nonlocal pending
+        while pending < before:
+            a = inputs[pending]
+            yield Transcription(a.item.audio, pending, id=a.item.id, error=f"{a.item.audio}: {a.problem}")
+            pending = next(untold)
+
+    prefetch = Prefetcher([inputs[i].item.path for i in todo], plan, normalize)
     try:
         events = run_events(
             report_progress(prefetch, on_progress, plan.frame),
@@ -143,10 +154,12 @@ def align(
             _log_softmax,
         )
         for ev, pieces, spent in events:
-            a = inputs[ev.index]
-            result = Transcription(a.item.audio, ev.index, id=a.item.id, text=a.text, show_words=True)
-            if ev.kind == "error" or a.text is None:
-                result.error = ev.message if ev.kind == "error" else f"{a.item.audio}: {a.problem}"
+            index = todo[ev.index]
+            yield from without_text(index)
+            a = inputs[index]
+            result = Transcription(a.item.audio, index, id=a.item.id, text=a.text, show_words=True)
+            if ev.kind == "error":
+                result.error = ev.message
                 yield result
                 continue
             result.duration = round(ev.samples / SAMPLE_RATE, 3)
@@ -157,6 +170,7 @@ def align(
                 result.error = f"{a.item.audio}: {e}"
             result.elapsed = round(spent, 3)
             yield result
+        yield from without_text(len(inputs))
     finally:
         prefetch.close()
 
