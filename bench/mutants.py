@@ -45,6 +45,20 @@ class Mutant:
     why: str  # what a user would see go wrong
 
 
+def more_mutants() -> list[Mutant]:
+    """Mutants kept beside this file, one module per area (`bench/mutants_*.py`, each with a MUTANTS list
+    of tuples in Mutant's field order), so that work on different areas never edits the same list."""
+    import importlib.util
+
+    found = []
+    for path in sorted(Path(__file__).resolve().parent.glob("mutants_*.py")):
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        found += [Mutant(*entry) for entry in module.MUTANTS]
+    return found
+
+
 CHUNK_TESTS = ("tests/test_chunking_bounded_context.py", "tests/test_chunking.py")
 SCORE_TESTS = ("tests/test_score_bootstrap_numpy.py", "tests/test_scoring.py", "tests/test_cli_score.py")
 NGRAM_TESTS = ("tests/test_ngram_kneser_ney_reference.py", "tests/test_ngram.py")
@@ -195,13 +209,13 @@ def main() -> int:
     ap.add_argument("--no-baseline", action="store_true", help="skip the unmutated run")
     args = ap.parse_args()
 
-    chosen = MUTANTS
+    chosen = MUTANTS + more_mutants()
     if args.only:
         names = [n.strip() for n in args.only.split(",") if n.strip()]
-        unknown = sorted(set(names) - {m.name for m in MUTANTS})
+        unknown = sorted(set(names) - {m.name for m in chosen})
         if unknown:
             sys.exit(f"unknown mutant(s): {', '.join(unknown)} (see --list)")
-        chosen = [m for m in MUTANTS if m.name in names]
+        chosen = [m for m in chosen if m.name in names]
     if args.tests:
         override = tuple(t.strip() for t in args.tests.split(",") if t.strip())
         chosen = [Mutant(m.name, m.file, m.old, m.new, override, m.why) for m in chosen]
