@@ -87,6 +87,35 @@ SpeedPerturb = Annotated[
 ]
 
 
+def _augment_kinds(text: str | None) -> tuple[str, ...]:
+    """`--augment noise,reverb` (or `all`, `none`) as a tuple of augmentation names."""
+    if not text:
+        return ()
+    from w2vcli.data.augment import parse_kinds
+    from w2vcli.errors import UsageError
+
+    try:
+        return parse_kinds(text)
+    except ValueError as e:
+        raise UsageError(f"--augment: {e}") from None
+
+
+Augment = Annotated[
+    str | None,
+    typer.Option(
+        "--augment",
+        metavar="KIND,...",
+        callback=_augment_kinds,
+        help="Augment training audio: all, or any of reverb,babble,noise,telephone,codec,gain (noise and babble at 0-20 dB SNR, rooms, 8 kHz mu-law, MP3/Vorbis, levels).",
+        show_default=False,
+    ),
+]
+AugmentProb = Annotated[
+    float,
+    typer.Option("--augment-prob", help="Probability of each --augment kind per utterance."),
+]
+
+
 @contextlib.contextmanager
 def flag_names() -> Iterator[None]:
     """Settings problems are phrased in field names (`max_updates must be at least 1`); on the command

@@ -9,6 +9,8 @@ import typer
 
 from w2vcli.cli.common import (
     Amp,
+    Augment,
+    AugmentProb,
     ClipNorm,
     Device,
     Fresh,
@@ -180,6 +182,8 @@ def finetune(
         ),
     ] = None,
     speed_perturb: SpeedPerturb = None,
+    augment: Augment = None,
+    augment_prob: AugmentProb = 0.2,
     clip_norm: ClipNorm = 10.0,
     amp: Amp = None,
     save_every: SaveEvery = 200,
@@ -246,6 +250,8 @@ def finetune(
         "seed": seed,
         "workers": workers,
         "speed_perturb": speed_perturb,
+        "augment": augment,
+        "augment_prob": augment_prob,
     }
     with flag_names():
         cfg, overrides = finetune_settings(name, train_flags, model_flags)

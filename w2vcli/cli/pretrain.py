@@ -9,6 +9,8 @@ import typer
 
 from w2vcli.cli.common import (
     Amp,
+    Augment,
+    AugmentProb,
     ClipNorm,
     Device,
     Fresh,
@@ -167,6 +169,8 @@ def pretrain(
         ),
     ] = None,
     speed_perturb: SpeedPerturb = None,
+    augment: Augment = None,
+    augment_prob: AugmentProb = 0.2,
     clip_norm: ClipNorm = 10.0,
     amp: Amp = None,
     save_every: SaveEvery = 500,
@@ -224,6 +228,8 @@ def pretrain(
         "seed": seed,
         "workers": workers,
         "speed_perturb": speed_perturb,
+        "augment": augment,
+        "augment_prob": augment_prob,
     }
     name = preset or "tiny"
     if init is not None:

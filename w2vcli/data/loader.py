@@ -261,11 +261,13 @@ def make_loader(
     pin_memory: bool = False,
     label_pad: int = LABEL_PAD,
     speed_perturb: Sequence[float] = (),
+    augment=None,
 ) -> BatchLoader:
     """The loader a trainer needs: crops when `crop_seconds` is given (pretraining), else zero
     padding plus CTC labels when `vocab` is given (fine-tuning, validation). `speed_perturb`: speed
     factors drawn per item (batches are packed by the original durations, so a batch of slowed-down
-    items holds up to 1/min(factors) x batch_seconds)."""
+    items holds up to 1/min(factors) x batch_seconds). `augment`: a `data.augment.Augment` applied to
+    each collated batch."""
     dataset = ManifestDataset(utts, vocab)
     sampler = LengthBatchSampler(
         dataset.durations,
@@ -286,4 +288,8 @@ def make_loader(
         from w2vcli.data.augment import perturbed_collate  # it builds on this module's Item and Batch
 
         collate = partial(perturbed_collate, collate=collate, factors=tuple(speed_perturb))
+    if augment is not None and augment.kinds:
+        from w2vcli.data.augment import augmented_collate
+
+        collate = partial(augmented_collate, collate=collate, augment=augment)
     return BatchLoader(dataset, sampler, collate, num_workers=num_workers, pin_memory=pin_memory)

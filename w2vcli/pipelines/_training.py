@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from w2vcli.checkpoints.native import is_checkpoint
+from w2vcli.data.augment import Augment
 from w2vcli.data.loader import filter_utterances, make_loader
 from w2vcli.data.manifest import read_manifest
 from w2vcli.errors import UsageError, W2VError
@@ -108,6 +109,7 @@ def training_loader(utts, cfg: TrainConfig, dist: Dist, device: torch.device, **
         num_workers=cfg.workers,
         pin_memory=device.type == "cuda",
         speed_perturb=cfg.speed_perturb,
+        augment=Augment(cfg.augment, cfg.augment_prob) if cfg.augment else None,
         **task,
     )
 

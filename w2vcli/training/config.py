@@ -46,10 +46,13 @@ class TrainConfig:
     keep: int = 2  # checkpoints kept besides best/
     fresh: bool = False
     speed_perturb: tuple[float, ...] = ()  # speed factors drawn per training utterance; () = off
+    augment: tuple[str, ...] = ()  # data.augment.KINDS applied to training batches; () = off
+    augment_prob: float = 0.2  # each augmentation's probability per utterance
 
     def __post_init__(self) -> None:
         self.betas = tuple(float(b) for b in self.betas)
         self.speed_perturb = tuple(float(f) for f in self.speed_perturb)
+        self.augment = tuple(self.augment)
         problems = [
             f"{name} must be a finite number, not {value}"
             for name, value in dataclasses.asdict(self).items()
@@ -85,6 +88,12 @@ class TrainConfig:
             problems.append("save_every, log_every and keep must be at least 1")
         if any(not 0.5 <= f <= 2.0 for f in self.speed_perturb):
             problems.append("speed_perturb factors must lie between 0.5 and 2")
+        from w2vcli.data.augment import KINDS
+
+        if any(k not in KINDS for k in self.augment):
+            problems.append(f"augment takes {', '.join(KINDS)}, not {', '.join(self.augment)}")
+        if not 0.0 < self.augment_prob <= 1.0:
+            problems.append("augment_prob must lie in (0, 1]")
         return problems
 
     def updates(self, value: float) -> int:
