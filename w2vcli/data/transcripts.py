@@ -161,7 +161,7 @@ class TranscriptIndex:
         stem = audio.with_suffix("")
         t = self.by_path.get(str(stem)) or self.by_path.get(str(stem.resolve()))
         parts = stem.as_posix().split("/")
-        for i in range(len(parts) - 1, 0, -1):
+        for i in range(1, len(parts)):  # longest tail first: `spk1/a` wins over a bare `a`
             t = t or self.by_tail.get("/".join(parts[i:]))
         t = t or self.beside.get((audio.parent, audio.stem))
         if t is not None:

@@ -120,6 +120,12 @@ def to_ctm(result: Transcription) -> str:
     )
 
 
+def _seconds(t: float) -> str:
+    """A TextGrid time to the microsecond, without trailing zeros (`2`, `0.5`, `10000.04`). Not `:g`: its
+    six significant digits round times past 10,000 s (2 h 47 min) to 0.1 s and collapse short intervals."""
+    return f"{t:.6f}".rstrip("0").rstrip(".")
+
+
 def _tier(name: str, items: list[tuple[float, float, str]], end: float) -> list[str]:
     """A Praat interval tier covering [0, end]: the items, and empty intervals in the gaps."""
     intervals, t = [], 0.0
@@ -130,14 +136,14 @@ def _tier(name: str, items: list[tuple[float, float, str]], end: float) -> list[
         t = max(t, b)
     if end > t or not intervals:
         intervals.append((t, max(end, t), ""))
-    lines = ['        class = "IntervalTier"', f'        name = "{name}"', "        xmin = 0", f"        xmax = {end:g}",
+    lines = ['        class = "IntervalTier"', f'        name = "{name}"', "        xmin = 0", f"        xmax = {_seconds(end)}",
              f"        intervals: size = {len(intervals)}"]  # fmt: skip
     for n, (a, b, text) in enumerate(intervals, 1):
         quoted = text.replace('"', '""')
         lines += [
             f"        intervals [{n}]:",
-            f"            xmin = {a:g}",
-            f"            xmax = {b:g}",
+            f"            xmin = {_seconds(a)}",
+            f"            xmax = {_seconds(b)}",
             f'            text = "{quoted}"',
         ]
     return lines
@@ -150,7 +156,7 @@ def to_textgrid(result: Transcription) -> str:
     tiers = [("words", words)]
     if result.chars:
         tiers.append(("chars", [(c["start"], c["end"], c["char"]) for c in result.chars]))
-    lines = ['File type = "ooTextFile"', 'Object class = "TextGrid"', "", "xmin = 0", f"xmax = {end:g}",
+    lines = ['File type = "ooTextFile"', 'Object class = "TextGrid"', "", "xmin = 0", f"xmax = {_seconds(end)}",
              "tiers? <exists>", f"size = {len(tiers)}", "item []:"]  # fmt: skip
     for n, (name, items) in enumerate(tiers, 1):
         lines += [f"    item [{n}]:", *_tier(name, items, end)]

@@ -38,7 +38,9 @@ class ConversionCache:
                     self.entries[entry["src"]] = entry
                 except (ValueError, KeyError, TypeError):
                     continue
-        self._journal = None
+        # opened (so created) before any output is written: a run killed at any point leaves a folder
+        # that the next run recognises as prep's own and resumes
+        self._journal = open(self.path, "a", encoding="utf-8")
 
     def get(self, job: Job) -> dict | None:
         """The cached result when the source, the settings and every output are unchanged."""
