@@ -7,6 +7,7 @@ espeak-ng and flite voices, written as 16 kHz mono FLAC with `NAME.txt` transcri
     python examples/make_data.py --large --out examples/large --lm-text lm.txt   # text for `w2v lm`
     python examples/make_data.py --study --out ../study_data   # label-efficiency study, see below
     python examples/make_data.py --pretrain-corpus --hours 10 --out ../pretrain_data  # ~10 h, see below
+    python examples/make_data.py --heldout --seed 7 --out ../heldout  # what no recipe was tuned on, see below
 
 Splits: `unlabelled/` (audio only, several sentences per file, for pretraining), `labelled/`
 (fine-tuning), `dev/` and `test/` (held-out sentences, same voices). No sentence appears in two
@@ -18,6 +19,12 @@ Needs espeak-ng (flite is optional), numpy, soundfile and soxr.
 corpus. `labelled/` (10 min) and `dev/` are spoken by the 8 voices of the bundled set; `test-seen/` by
 the same voices, `test-unseen/` by 8 others of the same engines (6 espeak-ng, 2 flite) that only the
 pretraining corpus speaks. Its test and dev sentences come from the held-out ones (HELD_OUT_SENTENCES).
+
+`--heldout` is speech that nothing was tuned on: 10 min labelled, 5 min dev and 5 min test from the
+fortune collections that no other set and no pretraining corpus reads (HELDOUT_FORTUNES, less any
+sentence those do speak), by 48 voices (40 espeak-ng accent x variant pairs, the 5 flite voices and
+the 3 festival ones), plus `test-noisy/`: the test files mixed with white, pink or brown noise at
+--noisy-snr dB (default 10). Choose a seed no recipe was tuned on.
 
 `--pretrain-corpus` writes only `unlabelled/` (plus metadata.tsv): HOURS of speech for a shipped
 pretrained starting point, from every English espeak-ng voice (the `gmw/` ones of `espeak-ng
@@ -76,6 +83,17 @@ LARGE_VOICES = MINI_VOICES + tuple(
 # The study's voices heard only in unlabelled audio: none of MINI_VOICES, the same engines in the same
 # proportions (6 espeak-ng accent x variant pairs, 2 flite voices).
 STUDY_UNSEEN_VOICES = LARGE_VOICES[len(MINI_VOICES) :] + ("espeak:en-029+f5", "espeak:en-gb-scotland+m2")
+# Collections no other set reads, for --heldout (lyrics and tech jokes: other words, other rhythm).
+HELDOUT_FORTUNES = tuple("songs-poems definitions linux knghtbrd perl zippy news debian linuxcookie".split())
+HELDOUT_VOICES = (
+    tuple(
+        f"espeak:{accent}+{variant}"
+        for accent in "en-029 en-gb en-gb-scotland en-gb-x-gbclan en-gb-x-gbcwmd en-gb-x-rp en-us en-us-nyc".split()
+        for variant in "m2 f1 m6 f3 klatt3".split()
+    )
+    + tuple(f"flite:{v}" for v in ("awb", "kal", "kal16", "rms", "slt"))
+    + tuple(f"festival:{v}" for v in ("cmu_us_slt_arctic_hts", "kal_diphone", "ked_diphone"))
+)
 # Typical mean F0 (Hz) of each flite voice, the centre of its pitch jitter.
 FLITE_F0 = {"slt": 160.0, "awb": 105.0, "rms": 100.0, "kal16": 105.0, "kal": 105.0}
 
@@ -102,6 +120,7 @@ PRESETS = {
         MINI_VOICES,
         {"test-unseen": STUDY_UNSEEN_VOICES},
     ),
+    "heldout": Preset({"test": 300, "dev": 300, "labelled": 600}, (3, 5), HELDOUT_VOICES),
 }
 
 
@@ -187,7 +206,7 @@ def parse_voices(spec: str | tuple[str, ...]) -> tuple[str, ...]:
     voices = tuple(v.strip() for v in spec.split(",") if v.strip()) if isinstance(spec, str) else spec
     for v in voices:
         engine, _, name = v.partition(":")
-        if engine not in ("espeak", "flite") or not name:
+        if engine not in ("espeak", "flite", "festival") or not name:
             raise SystemExit(f"bad voice {v!r}: write engine:name, e.g. espeak:en-us+m3 or flite:slt")
         if engine == "flite" and name not in FLITE_F0:
             raise SystemExit(f"unknown flite voice {name!r}: use one of {', '.join(FLITE_F0)}")
@@ -350,10 +369,30 @@ def prepare_out(out: Path) -> None:
     """
     if out.exists() and any(out.iterdir()) and not (out / "metadata.tsv").exists():
         raise SystemExit(f"{out} is not empty and has no metadata.tsv: choose an empty or new --out folder")
-    for split in ("unlabelled", "labelled", "dev", "test", "test-seen", "test-unseen"):
+    for split in ("unlabelled", "labelled", "dev", "test", "test-seen", "test-unseen", "test-noisy"):
         shutil.rmtree(out / split, ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
     write_metadata(out, [])
+
+
+def write_noisy_copy(out: Path, split: str, snr_db: float, seed: int) -> int:
+    """OUT/SPLIT-noisy: each file of SPLIT with white, pink or brown noise (drawn per file) mixed in at
+    exactly `snr_db` dB SNR over the whole file, transcripts copied. Returns the number of files."""
+    import numpy as np
+    import soundfile as sf
+
+    from w2vcli.data.augment import colored_noise, mix_at_snr  # the training augmentation's noise
+
+    src, dst = out / split, out / f"{split}-noisy"
+    dst.mkdir(parents=True, exist_ok=True)
+    files = sorted(src.glob("*.flac"))
+    for i, f in enumerate(files):
+        rng = np.random.default_rng([seed, i])
+        x, sr = sf.read(f, dtype="float64")
+        noise = colored_noise(x.shape[0], float(rng.choice([0.0, 1.0, 2.0])), rng)
+        sf.write(dst / f.name, np.clip(mix_at_snr(x, noise, snr_db), -1, 1), sr, subtype="PCM_16")
+        shutil.copyfile(f.with_suffix(".txt"), dst / f.with_suffix(".txt").name)
+    return len(files)
 
 
 def write_metadata(out: Path, rows: list[tuple[Item, float]]) -> None:
@@ -371,14 +410,19 @@ def build(
     workers: int = 2,
     noise_db: float | None = None,
     fortunes: Path = FORTUNES,
+    files: tuple[str, ...] = FORTUNE_FILES,
 ) -> list[tuple[Item, float]]:
-    """Build every split of `preset` into `out`; returns (item, seconds) per file written."""
-    engines = {"espeak": "espeak-ng", "flite": "flite"}
+    """Build every split of `preset` into `out`; returns (item, seconds) per file written. `files`: the
+    fortune collections to read; other than the default, sentences the default ones hold are left out."""
+    engines = {"espeak": "espeak-ng", "flite": "flite", "festival": "text2wave"}
     all_voices = preset.voices + tuple(v for vs in (preset.split_voices or {}).values() for v in vs)
     for engine in {v.partition(":")[0] for v in parse_voices(all_voices)}:
         if shutil.which(engines[engine]) is None:
             raise SystemExit(f"{engines[engine]} not found: install it (apt-get install {engines[engine]})")
-    sentences = load_sentences(fortunes)
+    sentences = load_sentences(fortunes, files)
+    if files != FORTUNE_FILES:
+        spoken = {sentence_key(s) for s in load_sentences(fortunes)}
+        sentences = [s for s in sentences if sentence_key(s) not in spoken]
     if not sentences:
         raise SystemExit(f"no fortunes found in {fortunes}: apt-get install fortunes, or pass --fortunes DIR")
     random.Random(seed).shuffle(sentences)
@@ -618,6 +662,14 @@ def main(argv: list[str] | None = None) -> None:
         help="10 min labelled, 5 min dev, 5 min test by the same voices, 5 min test by others (no unlabelled)",
     )
     size.add_argument(
+        "--heldout",
+        action="store_true",
+        help="10 min labelled, 5 min dev and test from sentences and voices no recipe was tuned on, + test-noisy",
+    )
+    p.add_argument(
+        "--noisy-snr", type=float, default=10.0, help="--heldout: SNR of test-noisy/ in dB (default 10)"
+    )
+    size.add_argument(
         "--pretrain-corpus",
         action="store_true",
         help="only unlabelled/: --hours of every English espeak-ng, flite and festival voice (needs --out)",
@@ -665,7 +717,7 @@ def main(argv: list[str] | None = None) -> None:
             file=sys.stderr,
         )
         return
-    name = "large" if args.large else "study" if args.study else "mini"
+    name = "large" if args.large else "study" if args.study else "heldout" if args.heldout else "mini"
     if args.lm_text:
         out = args.out or Path(__file__).resolve().parent / name
         sentences = lm_sentences(out, args.fortunes)
@@ -680,10 +732,16 @@ def main(argv: list[str] | None = None) -> None:
         preset = dataclasses.replace(preset, voices=parse_voices(args.voices))
     out = args.out or Path(__file__).resolve().parent / name
     t0 = time.perf_counter()
-    rows = build(out, preset, args.seed, max(1, args.workers), args.noise_dbfs, args.fortunes)
+    if name == "heldout" and args.out is None:
+        raise SystemExit("--heldout needs --out")
+    files = HELDOUT_FORTUNES if name == "heldout" else FORTUNE_FILES
+    rows = build(out, preset, args.seed, max(1, args.workers), args.noise_dbfs, args.fortunes, files)
     for split in preset.seconds:
         secs = [s for it, s in rows if it.split == split]
         print(f"{split:>10}: {len(secs):4d} files, {sum(secs) / 60:5.2f} min", file=sys.stderr)
+    if name == "heldout":
+        n = write_noisy_copy(out, "test", args.noisy_snr, args.seed)
+        print(f"test-noisy: {n:4d} files at {args.noisy_snr:g} dB SNR", file=sys.stderr)
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     print(f"wrote {out} ({size / 2**20:.2f} MiB) in {math.ceil(time.perf_counter() - t0)} s", file=sys.stderr)
 
