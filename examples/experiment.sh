@@ -91,7 +91,8 @@ if [ "${EXP_LM:-1}" = 1 ]; then
     if [ ! -s "$out/$name-lm-choice.json" ]; then
       w2v transcribe "$dev" --model "$out/$name" > "$out/$name-dev-hyp.jsonl" 2> /dev/null
       best=(); best_cer=$(cer "$out/$name-dev-hyp.jsonl")
-      for weight in 0.3 0.5 0.8; do for score in 0 1 2; do
+      # the grid reaches past session 8's choice (0.3, 2), which sat at its corner
+      for weight in 0.1 0.2 0.3 0.5 0.8; do for score in 0 1 2 3 4; do
         lm=(--lexicon "$out/lm.arpa" --lm "$out/lm.arpa" --lm-weight "$weight" --word-score "$score")
         w2v transcribe "$dev" --model "$out/$name" "${lm[@]}" > "$out/$name-dev-hyp.jsonl" 2> /dev/null
         c=$(cer "$out/$name-dev-hyp.jsonl")
