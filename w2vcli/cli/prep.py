@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 import time
@@ -56,10 +57,33 @@ def prep(
     allow_clipping: Annotated[
         bool, typer.Option("--allow-clipping", help="Keep clipped recordings instead of rejecting them.")
     ] = False,
+    layout: Annotated[
+        str,
+        typer.Option(
+            "--layout",
+            help="auto (recognised from the files), plain, kaldi, commonvoice, nemo, hf or mls.",
+        ),
+    ] = "auto",
+    split_by: Annotated[
+        str,
+        typer.Option("--split-by", help="file, or speaker: no speaker in both train and valid."),
+    ] = "file",
+    run_commands: Annotated[
+        bool,
+        typer.Option(
+            "--run-commands",
+            help="Run Kaldi wav.scp commands (`sox a.wav -t wav - |`), without a shell. Runs programs named in the data.",
+        ),
+    ] = False,
     workers: Workers = os.cpu_count() or 1,
     seed: Seed = 0,
 ) -> None:
     """Convert audio to 16 kHz mono FLAC, check it, split it, and write manifests and a vocabulary.
+
+    Corpora in a toolkit's layout are read as they are (Kaldi data dir, Common Voice release, NeMo
+    manifest, Hugging Face dataset on disk, Multilingual LibriSpeech):
+
+        w2v prep data/train --out prepared/ --split-by speaker
 
     Exit code 0 when every input was usable, 1 when some were rejected (see rejected.jsonl), 2 for usage errors.
     """
@@ -67,7 +91,10 @@ def prep(
 
     listed = []
     if "-" in sources:
-        listed = [os.fsdecode(line.rstrip(b"\r\n")) for line in sys.stdin.buffer if line.strip()]
+        from w2vcli.data.inputs import check_path_list
+
+        data = check_path_list(sys.stdin.buffer.read(), "prep")
+        listed = [os.fsdecode(line.rstrip(b"\r\n")) for line in io.BytesIO(data) if line.strip()]
         sources = [s for s in sources if s != "-"] + listed
     options = PrepOptions(
         valid_percent=valid_percent,
@@ -83,7 +110,11 @@ def prep(
         allow_clipping=allow_clipping,
         workers=workers,
         seed=seed,
+        layout=layout,
+        split_by=split_by,
+        run_commands=run_commands,
     )
+    options.check()  # before the progress bar, so a bad flag prints one line
     with _Progress() as bar:
         report = prepare(sources, out, options, on_progress=bar.update, listed=frozenset(listed))
     render(report)
@@ -127,6 +158,12 @@ def render(report) -> None:
     from w2vcli.console import err
 
     f = report.files
+    if report.layout:
+        err.print(
+            f"layout {report.layout['name']}: {report.layout['listed']} utterances listed", markup=False
+        )
+        for note in report.layout["notes"]:
+            err.print(note, markup=False)
     err.print(
         f"[bold]{f['found']}[/] files found: {f['converted']} converted, {f['cached']} already done, "
         f"{f['rejected']} rejected; {'labelled' if report.labelled else 'unlabelled (for pretraining)'}"

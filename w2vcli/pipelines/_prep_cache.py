@@ -13,10 +13,10 @@ from pathlib import Path
 
 from w2vcli.data.audio import UNREADABLE
 from w2vcli.fsutil import atomic_open
-from w2vcli.pipelines._prep_convert import DECODER_ERROR, WRITE_ERROR, Job
+from w2vcli.pipelines._prep_convert import COMMAND_FAILED, DECODER_ERROR, WRITE_ERROR, Job
 
 CACHE_FILE = ".prep-cache.jsonl"
-_TRANSIENT = {DECODER_ERROR, WRITE_ERROR, UNREADABLE}  # worth retrying on the next run
+_TRANSIENT = {DECODER_ERROR, WRITE_ERROR, UNREADABLE, COMMAND_FAILED}  # worth retrying on the next run
 
 
 def _stamp(path: str) -> list[int] | None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from w2vcli import __version__
 from w2vcli.data.audio import SAMPLE_RATE
 from w2vcli.data.inputs import scan
+from w2vcli.data.layouts import LAYOUTS
 from w2vcli.data.manifest import Utterance, write_manifest
 from w2vcli.data.text import find_numbers, load_vocabulary, normalize_text
 from w2vcli.data.transcripts import EMPTY_TEXT, NO_TRANSCRIPT, ORPHAN, TranscriptIndex
@@ -46,6 +47,9 @@ class PrepOptions:
     allow_clipping: bool = False
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
     seed: int = 0
+    layout: str = "auto"  # auto (from the files), plain, or one of w2vcli.data.layouts.LAYOUTS
+    split_by: str = "file"  # valid split by source file, or by "speaker" (none in both splits)
+    run_commands: bool = False  # run Kaldi wav.scp commands (`cmd |`), without a shell
 
     def check(self) -> None:
         if not 0 <= self.valid_percent < 100:
@@ -56,6 +60,10 @@ class PrepOptions:
             raise UsageError("--vocab-size must be at least 2")
         if self.transcripts is not None and not Path(self.transcripts).is_file():
             raise UsageError(f"--transcripts: no such file {self.transcripts}")
+        if self.layout not in ("auto", "plain", *LAYOUTS):
+            raise UsageError(f"--layout must be auto, plain, {', '.join(LAYOUTS)}; not {self.layout!r}")
+        if self.split_by not in ("file", "speaker"):
+            raise UsageError(f"--split-by must be file or speaker, not {self.split_by!r}")
 
 
 @dataclass
@@ -81,6 +89,7 @@ class PrepReport:
     options: dict
     elapsed: float
     version: str = __version__
+    layout: dict | None = None  # name, utterances listed, notes; None for plain folders
 
     @property
     def rejected_by_reason(self) -> dict[str, int]:
@@ -124,15 +133,27 @@ def prepare(
     given_vocab = _given_vocab(options)
     started, out = time.monotonic(), Path(out_dir)
     _check_out(out, sources)
-    found = scan(sources, skip_dir=out, listed=listed)
-    out.mkdir(parents=True, exist_ok=True)
-    rejected = [{"path": p, "reason": r, "detail": d} for p, r, d in found.rejected]
-    jobs, texts, labelled = _plan(found, str((out / AUDIO_DIR).resolve()), options, given_vocab, rejected)
-    results = _convert(jobs, out, options.workers, on_progress)
-    groups, infos, cached = _collect(jobs, results, texts, options, rejected)
+    from w2vcli.pipelines import _prep_layouts  # it imports this module, so not at the top
 
-    splits = outputs.assign_splits(groups, options.valid_percent, options.seed)
-    utts = [u for s in outputs.SPLITS for u in splits[s]]
+    layouts, layout, extras = _prep_layouts.layouts_for(sources, options), None, {}
+    if layouts is None:
+        found = scan(sources, skip_dir=out, listed=listed)
+        out.mkdir(parents=True, exist_ok=True)
+        rejected = [{"path": p, "reason": r, "detail": d} for p, r, d in found.rejected]
+        jobs, texts, labelled = _plan(found, str((out / AUDIO_DIR).resolve()), options, given_vocab, rejected)
+        n_found = len(found.audio) + len(found.rejected)
+    else:
+        layout = _prep_layouts.read_all(sources, layouts, options, out)
+        jobs, texts, extras, labelled = _prep_layouts.plan(layout, out / AUDIO_DIR, options, given_vocab)
+        rejected, n_found = layout.rejected, layout.listed
+    results = _convert(jobs, out, options.workers, on_progress)
+    groups, infos, cached = _collect(jobs, results, texts, options, rejected, extras)
+
+    if layout is None:
+        splits = outputs.assign_splits(groups, options.valid_percent, options.seed)
+    else:
+        splits = _prep_layouts.assign(groups, options)
+    utts = [u for s in splits for u in splits[s]]
     all_texts = [u.text for u in utts if u.text is not None]
     vocab = None
     if labelled:
@@ -140,7 +161,7 @@ def prepare(
     written = _write(out, splits, vocab, rejected, options)
     with_digits = [u for u in utts if u.text and find_numbers(u.text)]
     counts = {
-        "found": len(found.audio) + len(found.rejected),
+        "found": n_found,
         "cached": cached,
         "converted": len(jobs) - cached,
     }
@@ -160,6 +181,7 @@ def prepare(
         outputs=written,
         options=asdict(options),
         elapsed=round(time.monotonic() - started, 3),
+        layout=_prep_layouts.summary(layout) if layout is not None else None,
     )
     atomic_write(out / REPORT_FILE, json.dumps(report.to_json(), ensure_ascii=False, indent=1) + "\n")
     return report
@@ -222,8 +244,9 @@ def _plan(found, audio_root: str, options: PrepOptions, given_vocab, rejected: l
     return jobs, texts, labelled
 
 
-def _collect(jobs, results, texts: dict, options: PrepOptions, rejected: list) -> tuple:
-    """Conversion results -> ({rel: [Utterance]}, source infos, number reused from cache)."""
+def _collect(jobs, results, texts: dict, options: PrepOptions, rejected: list, extras=None) -> tuple:
+    """Conversion results -> ({rel: [Utterance]}, source infos, number reused from cache).
+    Texts and `extras` (fields a layout adds, e.g. speaker) are keyed by the job's rel or the cut's name."""
     groups, infos, cached = {}, [], 0
     for job, (result, was_cached) in zip(jobs, results, strict=True):
         cached += was_cached
@@ -240,8 +263,9 @@ def _collect(jobs, results, texts: dict, options: PrepOptions, rejected: list) -
                 detail = f"{seg['audio']}: {seg['duration']:.2f} s < --min-seconds {options.min_seconds:g}"
                 rejected.append({"path": job.src, "reason": TOO_SHORT, "detail": detail})
                 continue
-            utt_id = seg["audio"].rsplit(".", 1)[0]
-            utt = Utterance(utt_id, f"{AUDIO_DIR}/{seg['audio']}", seg["duration"], texts.get(job.rel))
+            utt_id, key = seg["audio"].rsplit(".", 1)[0], seg.get("cut", job.rel)
+            extra = dict((extras or {}).get(key, {}))
+            utt = Utterance(utt_id, f"{AUDIO_DIR}/{seg['audio']}", seg["duration"], texts.get(key), extra)
             groups.setdefault(job.rel, []).append(utt)
     return groups, infos, cached
 
@@ -250,16 +274,17 @@ def _convert(jobs: list[Job], out: Path, workers: int, on_progress) -> list[tupl
     """Results in job order, as (result, reused-from-cache)."""
     cache = ConversionCache(out)
     results: dict[Job, tuple[dict, bool]] = {}
-    todo, seconds = [], 0.0
+    todo, seconds, reused = [], 0.0, 0
 
     def done(job: Job, result: dict, cached: bool = False) -> None:
-        nonlocal seconds
+        nonlocal seconds, reused
         results[job] = (result, cached)
         seconds += sum(s["duration"] for s in result.get("segments", ()))
+        reused += cached  # a running count: summing `results` per file is quadratic at 100k files
         if not cached:
             cache.put(job, result)
         if on_progress is not None:
-            on_progress(PrepProgress(len(results), len(jobs), seconds, sum(c for _, c in results.values())))
+            on_progress(PrepProgress(len(results), len(jobs), seconds, reused))
 
     for job in jobs:
         hit = cache.get(job)
