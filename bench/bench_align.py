@@ -103,10 +103,10 @@ def segment_file(model: str, path: Path, text: str, truth: list[dict], bad: set[
             continue
         if r["kept"]:
             said = " ".join(truth[i].get("said", truth[i]["text"]) for i in inside)
-            cers.append(Levenshtein.distance(r["text"], said) / max(len(said), 1))
+            cers.append(Levenshtein.distance(r["original"], said) / max(len(said), 1))  # the text as given
             if cers[-1] >= 0.02 and os.environ.get("SHOW"):
                 print(
-                    f"  CER {cers[-1]:.3f} [{r['start']}, {r['end']}] ours: {r['text']!r}\n      true: {said!r}"
+                    f"  CER {cers[-1]:.3f} [{r['start']}, {r['end']}] ours: {r['original']!r}\n      true: {said!r}"
                 )
     cers = np.array(cers)
     print(

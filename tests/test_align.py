@@ -125,3 +125,84 @@ def test_a_letter_straight_after_a_letter_costs_more_than_one_after_a_blank():
     path, _ = viterbi(lp, [A, B])
     spans = token_spans(path, lp, [A, B], trim=False)
     assert (spans[1].start, spans[1].end) == (2, 3)  # after a blank, not squeezed against A
+
+
+# ---- contracts pinned with exact outputs (issue 26) ----
+
+
+def spans_on(lp, tokens, **kw):
+    """Token spans (start, end) on the emissions lp (T, V) of a full vocabulary."""
+    path, _ = viterbi(lp, tokens, 0, **kw)
+    return [(s.start, s.end) if s else None for s in token_spans(path, lp, tokens)]
+
+
+def test_contract_the_wildcard_costs_two_nats_a_frame():
+    p = np.full((3, len(VOCAB)), 0.2 / (len(VOCAB) - 3))
+    a, c = VOCAB.index["a"], VOCAB.index["c"]
+    p[0, c], p[0, 0] = 0.7, 0.1  # the text lacks this "c": star (0.7 e^-2 = 0.095) loses to blank (0.1)
+    p[1, a], p[1, 0] = 0.7, 0.1
+    p[2, 0] = 0.8
+    lp = np.log(p / p.sum(axis=1, keepdims=True))
+    assert spans_on(lp, [STAR, a, STAR]) == [None, (1, 2), None]
+    assert spans_on(lp, [STAR, a, STAR], star_penalty=1.5) == [(0, 1), (1, 2), None]  # 0.7 e^-1.5 = 0.156
+
+
+def test_contract_a_token_span_is_trimmed_to_frames_within_two_nats_of_blank():
+    p = np.full((6, len(VOCAB)), 0.01)
+    p[:, 0] = 0.5
+    p[1, A] = 0.9  # heard
+    p[2, A] = 0.5 * np.exp(-1.9)  # within 2 nats of blank: part of the span
+    p[3, A] = 0.5 * np.exp(-2.1)  # beyond: cut, though the path lingers on "a" there
+    p[5, B] = 0.9
+    lp = np.log(p)
+    a, b = token_spans(np.array([0, 1, 1, 1, 2, 3]), lp, [A, B])
+    assert (a.start, a.end, b.start, b.end) == (1, 3, 5, 6)
+    assert a.score == pytest.approx(np.log(p[1:3, A]).mean()) and a.best == pytest.approx(
+        np.log([0.9, 0.5]).mean()
+    )
+    (a, _) = token_spans(np.array([0, 0, 0, 1, 2, 3]), lp, [A, B])
+    assert (a.start, a.end) == (3, 4)  # nothing within 2 nats: the token keeps its best frame
+
+
+# facebook/wav2vec2-base-960h's letters: capitals only
+UPPER = Vocabulary(["<pad>", "<s>", "</s>", "<unk>", "|", *"ETAONIHSRDLUMWCFGYPBVK'XJQZ"])
+BOTH = Vocabulary(
+    ["<pad>", "<s>", "</s>", "<unk>", "|", *"abcdefghijklmnopqrstuvwxyz'", *"ABCDEFGHIJKLMNOPQRSTUVWXYZ"]
+)
+SOME_CAPITALS = Vocabulary(["<pad>", "<s>", "</s>", "<unk>", "|", *"abcdefghijklmnopqrstuvwxyz'", "I", "O"])
+
+
+@pytest.mark.parametrize(
+    "word, vocab, spoken",
+    [
+        ("$1,234", VOCAB, "one thousand two hundred and thirty four dollars"),
+        ("1,234,567", VOCAB, "one million two hundred and thirty four thousand five hundred and sixty seven"),
+        ("$1", VOCAB, "one dollar"),
+        ("$1.50", VOCAB, "one dollar fifty cents"),
+        ("£5", VOCAB, "five pounds sterling"),
+        ("12%", VOCAB, "twelve percent"),
+        ("3.5", VOCAB, "three point five"),
+        ("3RD", VOCAB, "third"),
+        ("1984", UPPER, "ONE THOUSAND NINE HUNDRED AND EIGHTY FOUR"),
+        ("Don’t", VOCAB, "don't"),
+        ("O'Neil's", UPPER, "O'NEIL'S"),
+        ("O'Neil's", BOTH, "O'Neil's"),
+        ("Café", BOTH, "Cafe"),
+        ("Привет", UPPER, "PRIVET"),
+        ("forty-two", VOCAB, "forty two"),
+        ("hello,", SOME_CAPITALS, "hello"),
+        ("Oslo", SOME_CAPITALS, "Oslo"),
+        ("Ice", SOME_CAPITALS, "Ice"),
+        ("Wow", SOME_CAPITALS, "wow"),
+        ("🎉", VOCAB, ""),
+        (":tada:", UPPER, ""),
+    ],
+)
+def test_contract_spelling(word, vocab, spoken):
+    assert " ".join(w.spoken for w in prepare(word, vocab)) == spoken
+
+
+def test_contract_spelling_in_other_languages():
+    letters = set("abcdefghijklmnopqrstuvwxyz")
+    assert spoken_form("1,5", letters, "fr") == "un virgule cinq"  # a decimal comma outside English
+    assert spoken_form("12%", letters, "de") == "zwolf prozent"

@@ -1,4 +1,5 @@
-"""Transcription results and their writers: subtitle clocks, cue grouping, TSV rows, the JSON object."""
+"""Transcription results and their writers: subtitle clocks, cue grouping, TSV rows, the JSON object,
+TextGrid intervals that all have a length."""
 
 import json
 
@@ -71,3 +72,16 @@ def test_json_object_with_timestamps_ids_and_errors():
         "text": None,
         "error": "b.wav: not an audio file",
     }
+
+
+def test_d10_textgrid_gives_zero_length_words_a_share():
+    words = [{"word": "a", "start": 0.1, "end": 0.5, "score": 0.9},
+             {"word": "b", "start": 0.5, "end": 0.5, "score": 0.0, "aligned": False},
+             {"word": "c", "start": 0.5, "end": 0.5, "score": 0.0, "aligned": False}]  # fmt: skip
+    grid = render(Transcription("x.wav", 0, text="a b c", duration=0.5, words=words), "textgrid")
+    times = [
+        float(line.split("=")[1]) for line in grid.splitlines() if line.strip().startswith(("xmin", "xmax"))
+    ]
+    spans = list(zip(times[4::2], times[5::2]))  # after the file's and the tier's own bounds
+    assert spans == [(0.0, 0.1), (0.1, 0.5), (0.5, 0.500001), (0.500001, 0.500002)]
+    assert all(b > a for a, b in spans) and times[1] == times[3] == 0.500002

@@ -11,7 +11,9 @@ import typer
 
 from w2vcli.cli.common import AudioInputs, CtcModel, Device, Engine, OutputDir
 
-FORMATS_HELP = "jsonl (default on stdout), json, ctm, textgrid, srt, vtt, tsv or txt; repeat for several."
+FORMATS_HELP = (
+    "jsonl (default on stdout), json, ctm, textgrid, srt, vtt, tsv or txt; repeat for several with -o."
+)
 
 
 def align(
@@ -20,7 +22,9 @@ def align(
     text: Annotated[
         str | None,
         typer.Option(
-            "--text", "-t", help="The transcript of the one audio file: a text file, or the text itself."
+            "--text",
+            "-t",
+            help="The transcript of the one audio file: a text file (which must exist), or the text itself.",
         ),
     ] = None,
     transcripts: Annotated[
@@ -62,10 +66,15 @@ def align(
     from w2vcli.decoding.formats import FORMATS
     from w2vcli.errors import UsageError
 
-    formats = formats or (["json"] if output_dir else [])
+    formats = list(dict.fromkeys(formats or (["json"] if output_dir else [])))  # each once
     bad = [f for f in formats if f not in FORMATS]
     if bad:
         raise UsageError(f"--format {bad[0]}: expected one of {', '.join(FORMATS)}")
+    if output_dir is None and len(formats) > 1:
+        raise UsageError(
+            f"--format {' and '.join(formats)} on stdout would run together in one stream; "
+            "give one --format, or --output-dir DIR for a file per format"
+        )
     if "-" in audio and sys.stdin.isatty():
         raise UsageError("- reads paths from stdin, but stdin is a terminal; pipe paths in")
 

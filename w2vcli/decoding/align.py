@@ -33,11 +33,13 @@ PAUSE_PENALTY = 0.2  # nats per blank frame inside a word (bench/RESULTS.md: 0.0
 
 @dataclass
 class Span:
-    """One token of the sequence on the frames [start, end); `score` is its mean log-probability there."""
+    """One token of the sequence on the frames [start, end); `score` is its mean log-probability there,
+    `best` the mean log-probability of the model's most likely class on the same frames."""
 
     start: int
     end: int
     score: float
+    best: float = 0.0
 
 
 def star_column(log_probs: np.ndarray, penalty: float = STAR_PENALTY) -> np.ndarray:
@@ -212,12 +214,13 @@ def token_spans(
         k = s // 2
         tok = tokens[k]
         if tok == STAR:
-            spans[k] = Span(int(a), int(b), float(np.mean(star_column(log_probs[a:b]))))
+            best = float(np.mean(log_probs[a:b].max(axis=1)))
+            spans[k] = Span(int(a), int(b), float(np.mean(star_column(log_probs[a:b]))), best)
             continue
         lp = log_probs[a:b, tok]
         if trim and b - a > 1:
             core = np.flatnonzero(lp >= log_probs[a:b, blank] - 2.0)
             lo, hi = (core[0], core[-1] + 1) if len(core) else (int(np.argmax(lp)), int(np.argmax(lp)) + 1)
             a, b, lp = a + lo, a + hi, lp[lo:hi]
-        spans[k] = Span(int(a), int(b), float(np.mean(lp)))
+        spans[k] = Span(int(a), int(b), float(np.mean(lp)), float(np.mean(log_probs[a:b].max(axis=1))))
     return spans

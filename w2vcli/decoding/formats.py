@@ -16,6 +16,7 @@ FORMATS = ("txt", "json", "jsonl", "tsv", "srt", "vtt", "ctm", "textgrid")
 CUE_SECONDS = 6.0  # a subtitle line stays on screen at most this long
 CUE_CHARS = 42  # ... and holds at most this many characters (the usual broadcast limit)
 CUE_GAP = 1.0  # a pause this long starts a new cue
+TEXTGRID_EPSILON = 1e-6  # seconds: the least length of a TextGrid interval (its times are written to 1 µs)
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Transcription:
     chars: list[dict] | None = None  # {"char", "start", "end"}, when asked for
     untranscribed: list[dict] | None = None  # alignment: stretches of speech the text lacks
     show_words: bool = False  # words were asked for: they go into to_dict()
+    segments: list[dict] | None = None  # {"start", "end", "text"}: the stretches voice activity found
 
     @property
     def rtf(self) -> float | None:
@@ -51,6 +53,8 @@ class Transcription:
             out["words"] = self.words
         if self.untranscribed is not None:
             out["untranscribed"] = self.untranscribed
+        if self.segments is not None:
+            out["segments"] = self.segments
         return out
 
 
@@ -81,20 +85,31 @@ def _clock(seconds: float, sep: str) -> str:
     return f"{h:02d}:{m:02d}:{s:02d}{sep}{ms:03d}"
 
 
+def srt_cue(n: int, start: float, end: float, text: str) -> str:
+    """One numbered SRT cue, ending in a newline (cues are separated by an empty line)."""
+    return f"{n}\n{_clock(start, ',')} --> {_clock(end, ',')}\n{text}\n"
+
+
+def vtt_cue(start: float, end: float, text: str) -> str:
+    """One WebVTT cue, ending in a newline (after the "WEBVTT" header, cues are separated by an empty line)."""
+    return f"{_clock(start, '.')} --> {_clock(end, '.')}\n{text}\n"
+
+
 def to_srt(result: Transcription) -> str:
-    blocks = [
-        f"{i}\n{_clock(s, ',')} --> {_clock(e, ',')}\n{text}\n"
-        for i, (s, e, text) in enumerate(_cues_or_whole(result), 1)
-    ]
-    return "\n".join(blocks)
+    return "\n".join(srt_cue(i, s, e, text) for i, (s, e, text) in enumerate(_cues_or_whole(result), 1))
 
 
 def to_vtt(result: Transcription) -> str:
-    blocks = [f"{_clock(s, '.')} --> {_clock(e, '.')}\n{text}\n" for s, e, text in _cues_or_whole(result)]
-    return "WEBVTT\n\n" + "\n".join(blocks)
+    return "WEBVTT\n\n" + "\n".join(vtt_cue(s, e, text) for s, e, text in _cues_or_whole(result))
 
 
 def _cues_or_whole(result: Transcription) -> list[tuple[float, float, str]]:
+    if result.segments and result.words:  # no cue spans two voice activity segments
+        return [
+            c
+            for seg in result.segments
+            for c in cues([w for w in result.words if seg["start"] <= w["start"] < seg["end"]])
+        ]
     if result.words:
         return cues(result.words)
     text = result.text or ""
@@ -149,13 +164,25 @@ def _tier(name: str, items: list[tuple[float, float, str]], end: float) -> list[
     return lines
 
 
+def _positive(items: list[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
+    """Intervals in order with a positive length each: an item starts no earlier than the one before
+    ends, and one with no length (unaligned words at the end of the audio share a gap of 0 s) gets
+    TEXTGRID_EPSILON after it, since Praat and the `textgrid` package refuse empty intervals."""
+    out, t = [], 0.0
+    for a, b, text in items:
+        a = max(a, t)
+        b = max(b, a + TEXTGRID_EPSILON)
+        out.append((a, b, text))
+        t = b
+    return out
+
+
 def to_textgrid(result: Transcription) -> str:
     """A Praat TextGrid (long text format): a `words` tier, and a `chars` tier when there are char times."""
-    words = [(w["start"], w["end"], w["word"]) for w in result.words]
-    end = max([float(result.duration or 0.0), *(b for _, b, _ in words)])
-    tiers = [("words", words)]
+    tiers = [("words", _positive([(w["start"], w["end"], w["word"]) for w in result.words]))]
     if result.chars:
-        tiers.append(("chars", [(c["start"], c["end"], c["char"]) for c in result.chars]))
+        tiers.append(("chars", _positive([(c["start"], c["end"], c["char"]) for c in result.chars])))
+    end = max([float(result.duration or 0.0), *(b for _, items in tiers for _, b, _ in items)])
     lines = ['File type = "ooTextFile"', 'Object class = "TextGrid"', "", "xmin = 0", f"xmax = {_seconds(end)}",
              "tiers? <exists>", f"size = {len(tiers)}", "item []:"]  # fmt: skip
     for n, (name, items) in enumerate(tiers, 1):

@@ -9,12 +9,14 @@
 The model's frame log-probabilities are computed as for transcription (long files in overlapping
 chunks, in bounded memory) and the transcript, spelt as the model spells it (decoding/align_text.py),
 is placed on them by CTC forced alignment (decoding/align.py), in one banded pass even for long files.
-`score` is a word's confidence: the geometric mean probability of its tokens on its frames.
+`score` is a word's confidence: the geometric mean probability of its tokens on its frames; `fit`
+the same relative to the model's own most likely class on those frames (1: the model hears the text).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,13 +100,27 @@ def align_inputs(
     return out
 
 
+_FILE_LIKE = re.compile(r"\S*[/\\]\S*|\S*\w\.[A-Za-z][A-Za-z0-9]{0,4}")  # a/b, a\b, name.txt
+
+
+def looks_like_a_path(text: str) -> bool:
+    """A `--text` of one "word" with a folder separator or ending in a file extension (`transcrpt.txt`,
+    `texts/a`): a file name, not a transcript, even when no such file exists."""
+    return bool(_FILE_LIKE.fullmatch(text.strip()))
+
+
 def _text_or_file(text: str) -> str:
-    """`--text`: the content of the file it names, else the text itself."""
+    """`--text`: the content of the file it names, else the text itself; a missing file whose name
+    looks like one (a typo) is an error, never a transcript of one word."""
     try:
         is_file = "\n" not in text and Path(text).is_file()
     except OSError:  # a name too long for the file system: it is text
         is_file = False
     if not is_file:
+        if looks_like_a_path(text):
+            raise UsageError(
+                f"--text {text}: no such file; give the transcript file's path, or the transcript itself"
+            )
         return text
     try:
         return Path(text).read_text(encoding="utf-8")
@@ -159,7 +175,8 @@ def align(
             a = inputs[index]
             result = Transcription(a.item.audio, index, id=a.item.id, text=a.text, show_words=True)
             if ev.kind == "error":
-                result.error = ev.message
+                # the engine is transcription's: its messages name that verb
+                result.error = ev.message.replace("too short to transcribe", "too short to align")
                 yield result
                 continue
             result.duration = round(ev.samples / SAMPLE_RATE, 3)
@@ -235,9 +252,14 @@ def word_times(
     start_pad: float = 0.0,
     end_pad: float = 0.0,
 ) -> list[dict]:
-    """Each word's start, end and score from its tokens' spans, its edges moved out by the pads (each
-    into at most its share of the gap to the neighbour); a word with nothing placed (nothing to
-    spell) shares the gap between its aligned neighbours and is flagged `aligned: false`."""
+    """Each word's start, end, score and fit from its tokens' spans, its edges moved out by the pads
+    (each into at most its share of the gap to the neighbour); a word with nothing placed (nothing to
+    spell) shares the gap between its aligned neighbours and is flagged `aligned: false`.
+
+    `score` is the geometric mean probability of the word's tokens on their frames; `fit` divides it
+    by the geometric mean probability of the model's own best class on the same frames: near 1 where
+    the model hears what the text says, however sure or unsure the model is in general, and far
+    below it where the model hears silence (blank) or other letters."""
     placed: dict[int, list[Span]] = {}
     for k, s in enumerate(spans):
         if s is not None and owner[k] >= 0:
@@ -249,10 +271,13 @@ def word_times(
             got = _heard(got, frame)
             frames = sum(s.end - s.start for s in got)
             score = float(np.exp(sum(s.score * (s.end - s.start) for s in got) / frames))
+            fit = float(np.exp(sum((s.score - s.best) * (s.end - s.start) for s in got) / frames))
             out.append({"word": w.text, "start": round(got[0].start * frame, 3), "end": round(got[-1].end * frame, 3),
-                        "score": round(score, 3)})  # fmt: skip
+                        "score": round(score, 3), "fit": round(fit, 3)})  # fmt: skip
         else:
-            out.append({"word": w.text, "start": None, "end": None, "score": 0.0, "aligned": False})
+            out.append(
+                {"word": w.text, "start": None, "end": None, "score": 0.0, "fit": 0.0, "aligned": False}
+            )
     timed = [w for w in out if w["start"] is not None]
     share = start_pad / (start_pad + end_pad) if start_pad + end_pad > 0 else 0.5
     for prev, w in zip([None, *timed], timed):
