@@ -37,7 +37,8 @@ MUTANTS = [
      "except (ValueError, KeyError, TypeError):", "except (KeyError, TypeError):",
      PREP, "a journal line torn by a kill makes every later run crash with a JSON traceback"),
     ("prep-write-failure-remembered", "w2vcli/pipelines/_prep_cache.py",
-     "_TRANSIENT = {DECODER_ERROR, WRITE_ERROR, UNREADABLE}", "_TRANSIENT = {DECODER_ERROR, UNREADABLE}",
+     "_TRANSIENT = {DECODER_ERROR, WRITE_ERROR, UNREADABLE, COMMAND_FAILED}",
+     "_TRANSIENT = {DECODER_ERROR, UNREADABLE, COMMAND_FAILED}",
      PREP, "a file whose write failed (disk full) stays rejected after space is freed"),
     # Text normalisation and transcript matching.
     ("text-nfc-not-nfkc", "w2vcli/data/text.py",
