@@ -37,6 +37,7 @@ TABLE = [
     (["--batch-seconds", "0"], {"batch_seconds": 0.0}, False),
     (["--timestamps", "word"], {"timestamps": "word"}, False),
     (["--timestamps", "char"], {"timestamps": "char"}, False),
+    (["--vad"], {"vad": True}, False),
     (
         ["--beam", "5", "--lm", "x.arpa", "--lexicon", "x.arpa", "--lm-weight", "0.9", "--word-score", "-1",
          "--int8", "--chunk-seconds", "20", "--stride-seconds", "2", "--batch-seconds", "30", "--timestamps", "word"],

@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
-from tests.train_helpers import make_corpus, small_finetune, small_model, small_train
+from tests.train_helpers import Ticks, make_corpus, small_finetune, small_model, small_train
 from w2vcli.checkpoints.native import load_checkpoint, save_checkpoint
 from w2vcli.cli import app
 from w2vcli.data.text import Vocabulary
@@ -204,7 +204,7 @@ def test_a_time_budget_ends_with_the_schedule_complete(corpus, tmp_path):
 
     cfg = small_train(
         max_updates=None,
-        max_minutes=0.1,
+        max_minutes=0.125,
         log_every=1,
         save_every=1000,
         gumbel_start=4.0,
@@ -212,8 +212,8 @@ def test_a_time_budget_ends_with_the_schedule_complete(corpus, tmp_path):
         gumbel_anneal=0.5,
         warmup=0.1,
     )
-    result = pretrain(corpus, tmp_path / "run", cfg, small_model())
-    assert result.stop_reason == "max_minutes"
+    result = pretrain(corpus, tmp_path / "run", cfg, small_model(), clock=Ticks(0.5))
+    assert (result.update, result.stop_reason) == (15, "max_minutes")  # 7.5 s in updates of 0.5 s
     records = read_metrics(tmp_path / "run" / "metrics.jsonl")
     assert records[-1]["progress"] == 1.0 and records[-1]["temperature"] == pytest.approx(0.5)
     # each update's lr is the schedule's at the progress the update began with (how far the clock had run),
@@ -225,7 +225,7 @@ def test_a_time_budget_ends_with_the_schedule_complete(corpus, tmp_path):
     assert lr_at(cfg, records[-1]["update"], 1.0) == 0.0
     assert max(r["lr"] for r in records) > 0.5 * cfg.lr  # it did reach its peak on the way
     state = load_trainer_state(result.checkpoint)
-    assert state["seconds"] >= 0.1 * 60  # saved, so a resumed run continues the same clock
+    assert state["seconds"] == 0.125 * 60  # saved, so a resumed run continues the same clock
 
 
 def test_progress_is_the_further_of_the_two_budgets():
@@ -248,11 +248,21 @@ def test_finetune_validation_and_freezing_follow_the_time_budget(tmp_path):
 
     labelled = make_corpus(tmp_path / "lab", n=6, labelled=True, valid=2)
     cfg = small_finetune(
-        max_updates=None, max_minutes=0.08, valid_every=0.25, schedule="tri_stage", save_every=1000
+        max_updates=None,
+        max_minutes=0.25,
+        valid_every=0.25,
+        freeze_updates=0.5,
+        schedule="tri_stage",
+        save_every=1000,
+        log_every=1,
     )
-    finetune(labelled, tmp_path / "ft", cfg, "none", small_model())
-    valid = [r for r in read_metrics(tmp_path / "ft" / "metrics.jsonl") if "valid_wer" in r]
-    assert 3 <= len(valid) <= 5  # a quarter, a half, three quarters and the end, on any machine
+    result = finetune(labelled, tmp_path / "ft", cfg, "none", small_model(), clock=Ticks(1.25))
+    assert (result.update, result.stop_reason) == (12, "max_minutes")  # 15 s in updates of 1.25 s
+    metrics = read_metrics(tmp_path / "ft" / "metrics.jsonl")
+    # a quarter, a half, three quarters and the end of the budget, on any machine
+    assert [r["update"] for r in metrics if "valid_wer" in r] == [3, 6, 9, 12]
+    # only the CTC head learns for the first half of the budget
+    assert [r["frozen"] for r in metrics if "frozen" in r] == [1.0] * 6 + [0.0] * 6
     task = FinetuneTask(small_model(), small_finetune(freeze_updates=0.5))
     model = Wav2Vec2ForCTC(small_model())
     task.begin_update(model, 1000, 0.4)

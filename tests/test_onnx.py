@@ -10,7 +10,7 @@ import torch
 from rapidfuzz.distance import Levenshtein
 
 from w2vcli.checkpoints import onnx as w2v_onnx
-from w2vcli.checkpoints import resolve
+from w2vcli.checkpoints import onnx_cache, resolve
 from w2vcli.checkpoints.resolve import load_model
 from w2vcli.data.text import SentencePieceVocabulary
 from w2vcli.errors import W2VError
@@ -96,10 +96,10 @@ def test_the_cache_serves_a_second_load_without_exporting(models, monkeypatch):
     monkeypatch.setattr(resolve, "load_ctc", lambda *a: pytest.fail("weights loaded for a cached export"))
     again = load_model(str(d), engine="auto")
     assert again.engine == "onnx" and again.model.path == exported.model.path
-    key = w2v_onnx.cache_key(d, False)
+    key = onnx_cache.cache_key(d, False)
     weights = next(d.glob("*.safetensors"))
     os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 1))
-    assert w2v_onnx.cache_key(d, False) != key  # weights replaced: a new export
+    assert onnx_cache.cache_key(d, False) != key  # weights replaced: a new export
 
 
 def test_vocabularies_travel_in_the_metadata():

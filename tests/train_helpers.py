@@ -66,3 +66,16 @@ def small_train(**changes) -> PretrainConfig:
 def small_finetune(**changes) -> FinetuneConfig:
     """A seconds-long fine-tuning run (linear schedule unless a test asks for tri-stage)."""
     return FinetuneConfig(**{**SMALL, "schedule": "linear", **changes})
+
+
+class Ticks:
+    """A fake clock for time budgets (`pretrain`/`finetune`'s `clock=`): each reading is `step` seconds
+    after the last. The loop reads it once when it starts and once per update, so a budget buys an
+    exact number of updates however busy the machine is."""
+
+    def __init__(self, step: float) -> None:
+        self.now, self.step = 0.0, step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now

@@ -130,3 +130,26 @@ class OutputLedger:
                 f.write(json.dumps({"path": key, "sha256": digest}) + "\n")
             self._hashes.setdefault(key, set()).add(digest)
         return atomic_write(path, raw)
+
+
+@contextlib.contextmanager
+def flocked(path: str | os.PathLike, on_wait=None) -> Iterator[None]:
+    """Hold an exclusive lock on the file `path` (created if need be) for the block; another holder
+    makes this one wait, after calling `on_wait()` once. The lock is the kernel's (flock), so a process
+    killed with -9 releases it. Where there is no flock (Windows) the block runs unguarded."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if on_wait is not None:
+                on_wait()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock

@@ -90,9 +90,12 @@ def config_from_hf(hf: dict, do_normalize: bool | None = None) -> ModelConfig:
 
 def config_to_hf(config: ModelConfig, head: str) -> dict:
     d = config.to_dict()
-    for ours_only in ("do_normalize", "feature_penalty_weight", "feature_grad_mult"):
+    for ours_only in ("do_normalize", "feature_penalty_weight", "feature_grad_mult", *RPQ_FIELDS):
         d.pop(ours_only)
-    arch = {"ctc": "Wav2Vec2ForCTC", "pretraining": "Wav2Vec2ForPreTraining"}[head]
+    # a BEST-RQ head has no transformers class: its backbone goes out as a bare Wav2Vec2Model
+    arch = {"ctc": "Wav2Vec2ForCTC", "pretraining": "Wav2Vec2ForPreTraining", "best-rq": "Wav2Vec2Model"}[
+        head
+    ]
     return {
         **d,
         "model_type": "wav2vec2",
@@ -117,6 +120,9 @@ def state_from_hf(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
                 key = POS_CONV + old
         out[key] = value
     return out
+
+
+RPQ_FIELDS = frozenset({"rpq_num_codebooks", "rpq_codebook_size", "rpq_codebook_dim"})
 
 
 def state_to_hf(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -223,7 +229,10 @@ def export_hf(ckpt: Checkpoint, out: str | os.PathLike) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     head = head_of(ckpt.model)
-    state = state_to_hf({k: v.detach().cpu() for k, v in ckpt.model.state_dict().items()})
+    state = {k: v.detach().cpu() for k, v in ckpt.model.state_dict().items()}
+    if head == "best-rq":  # Wav2Vec2Model's keys have no prefix
+        state = {k.removeprefix("wav2vec2."): v for k, v in state.items() if k.startswith("wav2vec2.")}
+    state = state_to_hf(state)
     save_file(state, str(out / "model.safetensors"), metadata={"format": "pt"})
     (out / "config.json").write_text(json.dumps(config_to_hf(ckpt.config, head), indent=2) + "\n")
     (out / "preprocessor_config.json").write_text(

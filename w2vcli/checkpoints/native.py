@@ -21,6 +21,7 @@ from w2vcli import __version__
 from w2vcli.data.text import SPM_FILE, VOCAB_FILE, Vocabulary
 from w2vcli.errors import W2VError
 from w2vcli.model import Wav2Vec2ForCTC, Wav2Vec2ForPreTraining
+from w2vcli.model.best_rq import Wav2Vec2ForBestRQ
 from w2vcli.model.config import CONFIG_FILE, ModelConfig
 
 WEIGHTS_FILE = "model.safetensors"
@@ -41,14 +42,14 @@ CHECKPOINT_FILES = frozenset(
         "generation_config.json",
     }
 )
-HEADS = {"ctc": Wav2Vec2ForCTC, "pretraining": Wav2Vec2ForPreTraining}
+HEADS = {"ctc": Wav2Vec2ForCTC, "pretraining": Wav2Vec2ForPreTraining, "best-rq": Wav2Vec2ForBestRQ}
 
 
 @dataclass
 class Checkpoint:
     model: torch.nn.Module
     config: ModelConfig
-    head: str  # "ctc" or "pretraining"
+    head: str  # "ctc", "pretraining" (contrastive) or "best-rq"
     vocab: Vocabulary | None
     path: Path
 
@@ -128,8 +129,11 @@ def read_info(directory: str | os.PathLike) -> dict:
 def load_checkpoint(directory: str | os.PathLike, map_location: str = "cpu") -> Checkpoint:
     directory = Path(directory)
     if not is_checkpoint(directory):
+        from w2vcli.training.rundir import no_checkpoint_yet
+
         raise W2VError(
-            f"{directory} is not a w2vcli checkpoint (expected config.json + model.safetensors); "
+            no_checkpoint_yet(directory)
+            or f"{directory} is not a w2vcli checkpoint (expected config.json + model.safetensors); "
             "import a Hugging Face model with `w2v convert`"
         )
     config = ModelConfig.load(directory)

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
 import io
 import json
 import logging
 import os
+import signal
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,13 +38,25 @@ from w2vcli.errors import W2VError
 from w2vcli.model.config import ModelConfig
 
 META = "w2vcli"  # the metadata key: one JSON object
-CACHE_ENTRIES = 4  # exports kept in the cache (a base model is ~380 MB in fp32, ~100 MB in int8)
+INPUT, OUTPUT = "wav", "logits"  # the graph's names: (B, N) float32 -> (B, T, V)
+
+
+def import_ort():
+    """onnxruntime, with its telemetry off. Importing it writes a device id and an event database under
+    ~/.cache/Microsoft unless ORT_DISABLE_TELEMETRY is set first; a user who sets it keeps their choice."""
+    os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+    import onnxruntime
+
+    if hasattr(onnxruntime, "disable_telemetry_events") and os.environ["ORT_DISABLE_TELEMETRY"] == "1":
+        onnxruntime.disable_telemetry_events()
+    return onnxruntime
 
 
 def _require_onnx() -> None:
     try:
         import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
+
+        import_ort()
     except ImportError as e:
         raise W2VError(
             f"ONNX needs the onnx and onnxruntime packages ({e.name} is missing): pip install w2vcli"
@@ -58,7 +71,9 @@ def vocab_to_meta(vocab) -> dict:
 
 def vocab_from_meta(meta: dict):
     if meta.get("kind") == "sentencepiece":
-        return SentencePieceVocabulary(base64.b64decode(meta["model"]))
+        return SentencePieceVocabulary(base64.b64decode(meta["model"], validate=True))
+    if not isinstance(meta.get("tokens"), list) or not all(isinstance(t, str) for t in meta["tokens"]):
+        raise ValueError("tokens must be a list of strings")
     return Vocabulary(list(meta["tokens"]))
 
 
@@ -81,9 +96,42 @@ def export(model, config: ModelConfig, vocab, out: str | os.PathLike, int8: bool
     own = model.wav2vec2.config
     model.wav2vec2.config = config.replace(do_normalize=False)  # normalisation is the caller's
     try:
-        return _export(model, config, vocab, out, int8)
+        with _interruptible():
+            return _export(model, config, vocab, out, int8)
     finally:
         model.wav2vec2.config = own
+
+
+@contextlib.contextmanager
+def _interruptible():
+    """Ctrl-C stays a KeyboardInterrupt. torch.export imports its compiler on first use; an interrupt
+    inside those imports leaves modules half-initialised, and the exporter reports what then breaks
+    as its own error (AttributeError wrapped in TorchExportError), or goes on with another strategy.
+    An interrupted export ends in the interrupt, whatever it raised or returned."""
+    interrupted = []
+
+    def on_sigint(signum, frame):
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:  # ignored, or someone else's
+        yield
+        return
+    try:
+        previous = signal.signal(signal.SIGINT, on_sigint)
+    except ValueError:  # not the main thread: signals are not ours to handle
+        yield
+        return
+    try:
+        yield
+    except Exception:
+        if interrupted:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if interrupted:
+        raise KeyboardInterrupt
 
 
 def _export(model, config: ModelConfig, vocab, out: Path, int8: bool) -> Path:
@@ -178,17 +226,78 @@ def _quantize(src: Path, dst: Path) -> None:
 
 def read_meta(path: str | os.PathLike) -> dict:
     """The w2vcli metadata of an ONNX file (W2VError when it is not one of ours)."""
+    return _meta_of(_load_proto(path), path)
+
+
+def _load_proto(path: str | os.PathLike):
     _require_onnx()
     import onnx
 
     try:
-        proto = onnx.load(str(path), load_external_data=False)
+        return onnx.load(str(path), load_external_data=False)
     except Exception as e:  # noqa: BLE001 - a damaged or foreign file is the user's input error
         raise W2VError(f"{path}: not a readable ONNX model ({type(e).__name__})") from None
+
+
+def _meta_of(proto, path) -> dict:
+    again = "; export it again with `w2v export`"
     for entry in proto.metadata_props:
         if entry.key == META:
-            return json.loads(entry.value)
+            try:
+                meta = json.loads(entry.value)
+            except ValueError:
+                raise W2VError(f"{path}: its w2vcli metadata is not JSON{again}") from None
+            if not isinstance(meta, dict):
+                raise W2VError(f"{path}: its w2vcli metadata is not a JSON object{again}")
+            return meta
     raise W2VError(f"{path}: an ONNX model without w2vcli metadata; export it with `w2v export`")
+
+
+@dataclass(frozen=True)
+class OnnxModelInfo:
+    """What an ONNX file written by `w2v export` says about itself, checked against its graph."""
+
+    config: ModelConfig  # the architecture (our config.json fields)
+    vocab: object  # Vocabulary or SentencePieceVocabulary, one token per logit
+    normalize: bool  # inputs must be normalised by the caller
+    int8: bool  # the transformer's matrix products are int8
+    parameters: int  # weights stored in the graph
+
+
+def load_info(path: str | os.PathLike) -> OnnxModelInfo:
+    """Read and check an ONNX file's metadata and graph: every way a file can disagree with what the
+    engine expects (metadata, input and output names, vocabulary size) is one W2VError naming it."""
+    import math
+
+    proto = _load_proto(path)
+    meta = _meta_of(proto, path)
+    if not isinstance(meta.get("config"), dict) or not isinstance(meta.get("vocab"), dict):
+        raise W2VError(f"{path}: its w2vcli metadata lacks the model's config or vocabulary")
+    try:
+        config = ModelConfig.from_dict(meta["config"])
+    except (W2VError, TypeError, ValueError) as e:
+        raise W2VError(f"{path}: the model config in its metadata is invalid ({e})") from None
+    try:
+        vocab = vocab_from_meta(meta["vocab"])
+    except Exception as e:  # noqa: BLE001 - any decoding failure means the same to the user
+        raise W2VError(f"{path}: the vocabulary in its metadata is unreadable ({type(e).__name__})") from None
+    inputs = [v.name for v in proto.graph.input if v.name not in {i.name for i in proto.graph.initializer}]
+    outputs = [v for v in proto.graph.output]
+    if inputs != [INPUT] or not outputs or outputs[0].name != OUTPUT:
+        raise W2VError(
+            f"{path}: the graph takes {inputs} and gives {[v.name for v in outputs]}; a w2vcli model "
+            f"takes [{INPUT!r}] and gives [{OUTPUT!r}]"
+        )
+    dims = outputs[0].type.tensor_type.shape.dim
+    width = dims[-1].dim_value if len(dims) == 3 and dims[-1].HasField("dim_value") else None
+    for size, what in ((config.vocab_size, "its config gives"), (width, "the graph outputs")):
+        if size is not None and size != len(vocab):
+            raise W2VError(
+                f"{path}: the vocabulary has {len(vocab)} tokens but {what} {size} logits a frame; "
+                "the vocabulary does not belong to this model"
+            )
+    parameters = sum(math.prod(t.dims) for t in proto.graph.initializer if len(t.dims) > 0)
+    return OnnxModelInfo(config, vocab, bool(meta.get("normalize")), bool(meta.get("int8")), parameters)
 
 
 class OnnxCTC:
@@ -196,68 +305,35 @@ class OnnxCTC:
     -> (logits (B, T, V), frame lengths (B,), None). Padded batches are not supported (the graph has
     no lengths input); the engine sends one input at a time on the CPU."""
 
-    def __init__(self, path: str | os.PathLike, config: ModelConfig, threads: int | None = None):
-        import onnxruntime as ort
-
+    def __init__(
+        self, path: str | os.PathLike, config: ModelConfig, threads: int | None = None, vocab_size: int = 0
+    ):
+        ort = import_ort()
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.log_severity_level = 3
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001 - ONNX Runtime's one error type for any bad graph
+            reason = (str(e).splitlines() or [type(e).__name__])[0][:200]
+            raise W2VError(f"{path}: ONNX Runtime cannot load it ({reason})") from None
         self.config = config
         self.path = Path(path)
+        self.vocab_size = vocab_size  # logits per frame the caller's vocabulary names (0: unchecked)
 
     def __call__(self, wav: torch.Tensor, lengths: torch.Tensor | None = None):
         if lengths is not None and wav.shape[0] > 1:
             raise ValueError("ONNX models run one input at a time")
         x = np.ascontiguousarray(wav.detach().float().cpu().numpy())
-        logits = torch.from_numpy(self.session.run(["logits"], {"wav": x})[0])
+        try:
+            logits = torch.from_numpy(self.session.run([OUTPUT], {INPUT: x})[0])  # (B, T, V)
+        except Exception as e:  # noqa: BLE001 - a graph that loads but cannot run our input
+            reason = (str(e).splitlines() or [type(e).__name__])[0][:200]
+            raise W2VError(f"{self.path}: ONNX Runtime cannot run it ({reason})") from None
+        if logits.ndim != 3 or (self.vocab_size and logits.shape[-1] != self.vocab_size):
+            raise W2VError(
+                f"{self.path}: the graph gives logits of shape {tuple(logits.shape)}, not "
+                f"(batch, frames, {self.vocab_size}) for its vocabulary"
+            )
         frames = torch.full((wav.shape[0],), logits.shape[1], dtype=torch.long)
         return logits, frames, None
-
-
-def cache_dir() -> Path:
-    """Where on-the-fly exports are kept: $W2V_CACHE, else $XDG_CACHE_HOME/w2vcli, else ~/.cache/w2vcli."""
-    if os.environ.get("W2V_CACHE"):
-        return Path(os.environ["W2V_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "w2vcli"
-
-
-def cache_key(directory: Path, int8: bool) -> str:
-    """A key for the export of the model in `directory` as its files are now: their names, sizes and
-    modification times (a file changed or replaced is a new key), with int8 and the versions that
-    export. Only the files' metadata is read, so a cached model starts without loading its weights."""
-    directory = Path(directory).resolve()
-    h = hashlib.sha256()
-    h.update(json.dumps([str(directory), int8, __version__, torch.__version__]).encode())
-    for f in sorted(p for p in directory.iterdir() if p.is_file()):
-        st = f.stat()
-        h.update(f"{f.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return h.hexdigest()[:32]
-
-
-def cached_export(directory: Path, int8: bool, announce=None) -> Path:
-    """The ONNX file of the CTC model in `directory` from the cache, exported there first if needed
-    (`announce(msg)` is told then: exporting takes seconds for tiny, about half a minute for base).
-    The cache keeps the CACHE_ENTRIES most recently used exports."""
-    root = cache_dir() / "onnx"
-    path = root / f"{cache_key(directory, int8)}{'-int8' if int8 else ''}.onnx"
-    if path.is_file():
-        os.utime(path)
-        return path
-    from w2vcli.checkpoints.resolve import load_ctc
-
-    ckpt, vocab = load_ctc(Path(directory))
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise W2VError(
-            f"cannot create the ONNX cache {root} ({e.strerror}); set W2V_CACHE or use --engine torch"
-        ) from None
-    if announce:
-        announce(f"exporting the model to ONNX{' (int8)' if int8 else ''}, once: cached in {root}")
-    export(ckpt.model, ckpt.config, vocab, path, int8=int8)
-    entries = sorted(root.glob("*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)
-    for old in entries[CACHE_ENTRIES:]:
-        old.unlink(missing_ok=True)
-    return path

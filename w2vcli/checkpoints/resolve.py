@@ -84,8 +84,9 @@ def _from_hub(repo_id: str) -> Path:
         ) from None
 
 
-def resolve_model(spec: str | None) -> Path:
-    """A local model directory for `--model` (None: W2V_MODEL, then the default hub model)."""
+def resolve_model(spec: str | None, given_as: str = "--model") -> Path:
+    """A local model directory for `--model` (None: W2V_MODEL, then the default hub model). `given_as`:
+    how the user gave `spec`, for messages (`w2v export` takes it as its MODEL argument)."""
     if not spec:
         spec = os.environ.get(ENV_VAR) or None
     if not spec:
@@ -100,12 +101,16 @@ def resolve_model(spec: str | None) -> Path:
             return path
         found = run_checkpoint(path)
         if found is None:
+            from w2vcli.training.rundir import no_checkpoint_yet
+
             raise W2VError(
-                f"{spec} is neither a checkpoint, a Hugging Face model nor a fine-tuning run with a checkpoint"
+                no_checkpoint_yet(path)
+                or f"{spec} is neither a checkpoint, a Hugging Face model nor a fine-tuning run with a checkpoint"
             )
         return found
     if path.exists():
-        raise W2VError(f"--model {spec} is a file; pass the model's directory or an .onnx file")
+        also = " or an .onnx file" if given_as == "--model" else ""
+        raise W2VError(f"{given_as} {spec} is a file; pass the model's directory{also}")
     if _HUB_ID.match(spec) and not spec.startswith((".", "/")):
         return _from_hub(spec)
     raise W2VError(f"model not found: {spec}")
@@ -117,22 +122,33 @@ def load_model(
     """Resolve, load (converting Hugging Face weights), check it is a CTC model with a vocabulary, and
     put it on its engine: `engine` "auto" (None: $W2V_ENGINE, else auto) is ONNX Runtime on the CPU
     when it is installed, PyTorch otherwise. An on-the-fly ONNX export is cached (`announce(msg)` is
-    told when one is made); a cached one is used without loading the weights."""
+    told when one is made); a cached one is used without loading the weights. Where `auto` cannot
+    write the cache (read-only, full), it runs on PyTorch and says so."""
     if spec and Path(spec).suffix == ".onnx" and Path(spec).is_file():  # $W2V_ENGINE does not apply
-        return _load_onnx_file(Path(spec), device, int8, engine or "auto")
-    engine = engine or os.environ.get(ENGINE_ENV) or "auto"
-    _check_engine(engine)
+        return _load_onnx_file(Path(spec), device, int8, _engine_choice(engine, environment=False)[0])
+    engine, source = _engine_choice(engine)
     path = resolve_model(spec)
-    if engine == "auto":
+    auto = engine == "auto"
+    if auto:
         engine = "onnx" if device == "cpu" and _has_onnxruntime() else "torch"
     if engine == "onnx":
         if device != "cpu":
-            raise UsageError("--engine onnx runs on the CPU; add --device cpu or use --engine torch")
-        from w2vcli.checkpoints.onnx import cached_export
+            raise UsageError(f"{source} runs on the CPU; add --device cpu or use --engine torch")
+        from w2vcli.checkpoints.onnx_cache import CacheUnwritable, cached_export
 
-        loaded = _load_onnx_file(cached_export(path, int8, announce), device, int8, engine)
-        loaded.path = path
-        return loaded
+        try:
+            loaded = cached_export(path, int8, announce, lambda p: _load_onnx_file(p, device, int8, "onnx"))
+        except CacheUnwritable as e:
+            if not auto:
+                raise
+            if announce:
+                announce(
+                    f"the ONNX cache {e.root} cannot be written ({e.reason}): running on PyTorch; "
+                    "set W2V_CACHE to a writable folder for ONNX Runtime"
+                )
+        else:
+            loaded.path = path
+            return loaded
     ckpt, vocab = load_ctc(path)
     model = ckpt.model.eval().requires_grad_(False)
     normalize = ckpt.config.do_normalize
@@ -167,14 +183,27 @@ def load_ctc(path: Path):
     return ckpt, vocab
 
 
-def _check_engine(engine: str) -> None:
-    if engine not in ENGINES:
-        raise UsageError(f"--engine {engine}: expected one of {', '.join(ENGINES)}")
+def _engine_choice(engine: str | None, environment: bool = True) -> tuple[str, str]:
+    """The engine (`--engine`, else $W2V_ENGINE when `environment`, else auto), in any case, and how
+    the user chose it, for messages: ("onnx", "W2V_ENGINE=ONNX") or ("torch", "--engine torch")."""
+    if engine:
+        source = f"--engine {engine}"
+    elif environment and os.environ.get(ENGINE_ENV):
+        engine = os.environ[ENGINE_ENV]
+        source = f"{ENGINE_ENV}={engine}"
+    else:
+        return "auto", "--engine auto"
+    choice = engine.strip().lower()
+    if choice not in ENGINES:
+        raise UsageError(f"{source}: expected one of {', '.join(ENGINES)}")
+    return choice, source
 
 
 def _has_onnxruntime() -> bool:
     try:
-        import onnxruntime  # noqa: F401
+        from w2vcli.checkpoints.onnx import import_ort
+
+        import_ort()
     except ImportError:
         return False
     return True
@@ -182,19 +211,16 @@ def _has_onnxruntime() -> bool:
 
 def _load_onnx_file(path: Path, device: str, int8: bool, engine: str) -> LoadedModel:
     """An ONNX file written by `w2v export`: its metadata carries the config and the vocabulary."""
-    from w2vcli.checkpoints.onnx import OnnxCTC, read_meta, vocab_from_meta
-    from w2vcli.model.config import ModelConfig
+    from w2vcli.checkpoints.onnx import OnnxCTC, load_info
 
-    _check_engine(engine)
     if engine == "torch":
         raise UsageError(f"{path} is an ONNX model: it runs on --engine onnx (or auto), not torch")
     if device != "cpu":
         raise UsageError(f"{path} is an ONNX model, which runs on the CPU; add --device cpu")
-    meta = read_meta(path)
-    if int8 and not meta.get("int8"):
+    info = load_info(path)
+    if int8 and not info.int8:
         raise UsageError(
             f"{path} is an fp32 ONNX model; export an int8 one (w2v export --int8) or drop --int8"
         )
-    config = ModelConfig.from_dict(meta["config"])
-    vocab = vocab_from_meta(meta["vocab"])
-    return LoadedModel(OnnxCTC(path, config), config, vocab, path, bool(meta.get("normalize")), "onnx")
+    model = OnnxCTC(path, info.config, vocab_size=len(info.vocab))
+    return LoadedModel(model, info.config, info.vocab, path, info.normalize, "onnx")

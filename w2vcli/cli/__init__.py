@@ -19,11 +19,13 @@ from w2vcli.cli import (
     export,
     finetune,
     info,
+    listen,
     lm,
     prep,
     pretrain,
     score,
     segment,
+    serve,
     transcribe,
 )
 
@@ -56,6 +58,8 @@ app.command("prep")(prep.prep)
 app.command("pretrain")(pretrain.pretrain)
 app.command("finetune")(finetune.finetune)
 app.command("transcribe")(transcribe.transcribe)
+app.command("serve")(serve.serve)
+app.command("listen")(listen.listen)
 app.command("align")(align.align)
 app.command("segment")(segment.segment)
 app.command("score")(score.score)

@@ -38,6 +38,7 @@ class TrainDisplay:
     def __init__(self, title: str) -> None:
         self.title = title
         self.bar = None
+        self.started = False
 
     def __enter__(self) -> TrainDisplay:
         from rich.progress import TextColumn
@@ -52,6 +53,8 @@ class TrainDisplay:
 
     def __exit__(self, *exc):
         if self.bar is not None:
+            if exc[0] is not None and not self.started:  # refused before training: the error line alone
+                self.bar.live.transient = True
             return self.bar.__exit__(*exc)
         return None
 
@@ -71,6 +74,7 @@ class TrainDisplay:
         if self.bar is None:
             return
         if event.kind == "start":
+            self.started = True
             self.bar.reset(self.task, total=event.max_updates or 100, completed=self._done(event), info="")
             self.bar.update(self.task, description=self.title)
             if event.metrics.get("resumed_from"):
@@ -136,8 +140,10 @@ def _health(metrics: dict) -> str:
         return ""
     advice = {"collapsed": ": lower --lr or raise --diversity-weight", "at chance": ": not learning yet"}
     chance = metrics["accuracy"] / metrics["x_chance"] if metrics.get("x_chance") else 0.0
+    perplexity = (
+        f"; code perplexity {metrics['code_perplexity']:.0f}" if "code_perplexity" in metrics else ""
+    )  # BEST-RQ's codes are fixed: no perplexity to watch
     return (
-        f"masked-frame accuracy {metrics['accuracy']:.3f} = {metrics['x_chance']:.1f}x chance ({chance:.3f}); "
-        f"code perplexity {metrics.get('code_perplexity', float('nan')):.0f}: "
-        f"{metrics['health']}{advice.get(metrics['health'], '')}"
+        f"masked-frame accuracy {metrics['accuracy']:.3f} = {metrics['x_chance']:.1f}x chance ({chance:.4f})"
+        f"{perplexity}: {metrics['health']}{advice.get(metrics['health'], '')}"
     )

@@ -117,9 +117,10 @@ AugmentProb = Annotated[
 
 
 @contextlib.contextmanager
-def flag_names() -> Iterator[None]:
+def flag_names(fields: dict[str, str] | None = None) -> Iterator[None]:
     """Settings problems are phrased in field names (`max_updates must be at least 1`); on the command
-    line they read as the flags that set them (`--max-updates must be at least 1`)."""
+    line they read as the flags that set them (`--max-updates must be at least 1`). `fields`: model
+    fields a command sets under other flag names ({"num_codevectors_per_group": "--codebook-size"})."""
     import dataclasses
 
     from w2vcli.errors import UsageError
@@ -129,6 +130,7 @@ def flag_names() -> Iterator[None]:
         yield
     except UsageError as e:
         names = {f.name for kind in (PretrainConfig, FinetuneConfig) for f in dataclasses.fields(kind)}
-        pattern = re.compile(r"(?<![\w-])(" + "|".join(sorted(names, key=len, reverse=True)) + r")(?![\w-])")
-        message = pattern.sub(lambda m: "--" + m.group(1).replace("_", "-"), str(e))
+        flags = {name: "--" + name.replace("_", "-") for name in names} | (fields or {})
+        pattern = re.compile(r"(?<![\w-])(" + "|".join(sorted(flags, key=len, reverse=True)) + r")(?![\w-])")
+        message = pattern.sub(lambda m: flags[m.group(1)], str(e))
         raise UsageError(message) from None

@@ -42,7 +42,14 @@ def export(
         raise UsageError(f"{out} exists; add --overwrite to replace it")
     if out.is_dir():
         raise UsageError(f"{out} is a directory; name the .onnx file to write")
-    path = resolve_model(model)
+    if not model.strip():
+        raise UsageError("MODEL is empty; name a fine-tuning run, checkpoint or Hugging Face directory")
+    if Path(model).suffix == ".onnx" and Path(model).is_file():
+        raise UsageError(
+            f"MODEL {model} is an ONNX file already; export takes a fine-tuning run, checkpoint or "
+            "Hugging Face directory"
+        )
+    path = resolve_model(model, given_as="MODEL")
     ckpt, vocab = load_ctc(path)
     start = time.monotonic()
     with err.status(f"exporting {path} to ONNX{' (int8)' if int8 else ''}"):

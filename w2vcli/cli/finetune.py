@@ -43,7 +43,7 @@ def finetune(
         str | None,
         typer.Option(
             "--preset",
-            help="Recipe (and, with --init none, model size): tiny, base or large. Default: tiny from scratch, else the recipe of the model's size.",
+            help="Recipe (and, with --init none, model size): tiny, base or large. Default: tiny from scratch, else the recipe of the model's size (another size is refused).",
             show_default=False,
         ),
     ] = None,
@@ -207,7 +207,7 @@ def finetune(
     from w2vcli.errors import UsageError
     from w2vcli.model.config import preset as get_preset
     from w2vcli.pipelines.finetune import finetune as run_finetune
-    from w2vcli.training.recipes import finetune_settings, recipe_for
+    from w2vcli.training.recipes import finetune_settings, recipe_with_init
 
     model_flags = {
         "mask_time_prob": mask_prob,
@@ -222,11 +222,11 @@ def finetune(
     if reinit_layers and init == "none":
         raise UsageError("--reinit-layers needs a pretrained --init: from scratch every layer is new")
     name = preset or "tiny"
-    if init != "none" and preset is None:
+    if init != "none":  # a --preset of another size than the model's contradicts it
         from w2vcli.checkpoints.huggingface import load_any
         from w2vcli.pipelines._training import init_source
 
-        name = recipe_for(load_any(init_source(init)).config)
+        name = recipe_with_init(init, preset, load_any(init_source(init)).config)
     train_flags = {
         "max_updates": max_updates,
         "max_minutes": max_minutes,

@@ -54,15 +54,8 @@ def info(
 
 def _onnx(path: Path):
     """(head, parameters, config, vocabulary) of an ONNX file written by `w2v export`."""
-    import math
+    from w2vcli.checkpoints.onnx import load_info
 
-    import onnx
-
-    from w2vcli.checkpoints.onnx import read_meta, vocab_from_meta
-    from w2vcli.model.config import ModelConfig
-
-    meta = read_meta(path)
-    graph = onnx.load(str(path), load_external_data=False).graph
-    parameters = sum(math.prod(t.dims) for t in graph.initializer if len(t.dims) > 0)
-    head = f"ctc (ONNX, {'int8 transformer' if meta.get('int8') else 'fp32'})"
-    return head, parameters, ModelConfig.from_dict(meta["config"]), vocab_from_meta(meta["vocab"])
+    meta = load_info(path)
+    head = f"ctc (ONNX, {'int8 transformer' if meta.int8 else 'fp32'})"
+    return head, meta.parameters, meta.config, meta.vocab

@@ -22,6 +22,15 @@ from w2vcli.cli.common import (
     flag_names,
 )
 
+# The model fields pretrain's flags set, where the flag has another name than the field.
+MODEL_FLAGS = {
+    "num_negatives": "--num-negatives",
+    "num_codevectors_per_group": "--codebook-size",
+    "mask_time_prob": "--mask-prob",
+    "mask_time_length": "--mask-length",
+    "diversity_loss_weight": "--diversity-weight",
+}
+
 
 def pretrain(
     data: Annotated[
@@ -43,7 +52,7 @@ def pretrain(
         str | None,
         typer.Option(
             "--preset",
-            help="Model size and its recipe: tiny (default), base or large. With --init: the recipe only (default: the one of the model's size).",
+            help="Model size and its recipe: tiny (default), base or large. With --init: the model's own size or nothing (its recipe follows the model's size).",
             show_default=False,
         ),
     ] = None,
@@ -168,6 +177,13 @@ def pretrain(
             show_default=False,
         ),
     ] = None,
+    objective: Annotated[
+        str,
+        typer.Option(
+            "--objective",
+            help="contrastive (wav2vec 2.0's quantizer and negatives) or best-rq (predict the codes of a frozen random projection of log-mel frames; cannot collapse).",
+        ),
+    ] = "contrastive",
     speed_perturb: SpeedPerturb = None,
     augment: Augment = None,
     augment_prob: AugmentProb = 0.2,
@@ -195,7 +211,7 @@ def pretrain(
     from w2vcli.errors import UsageError
     from w2vcli.pipelines.pretrain import check_init_flags
     from w2vcli.pipelines.pretrain import pretrain as run_pretrain
-    from w2vcli.training.recipes import pretrain_settings, recipe_for
+    from w2vcli.training.recipes import pretrain_settings, recipe_with_init
 
     if gumbel_decay is not None and gumbel_anneal is not None:
         raise UsageError("give --gumbel-decay or --gumbel-anneal, not both")
@@ -228,14 +244,15 @@ def pretrain(
         "seed": seed,
         "workers": workers,
         "speed_perturb": speed_perturb,
+        "objective": objective,
         "augment": augment,
         "augment_prob": augment_prob,
     }
     name = preset or "tiny"
-    if init is not None:
-        own = check_init_flags(init, model_flags)  # before anything is written
-        name = preset or recipe_for(own)
-    with flag_names():
+    with flag_names(MODEL_FLAGS):
+        if init is not None:
+            own = check_init_flags(init, model_flags)  # before anything is written
+            name = recipe_with_init(init, preset, own)
         cfg, model = pretrain_settings(name, train_flags, model_flags)
     with TrainDisplay("pretraining") as display:
         result = run_pretrain(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
@@ -89,6 +90,14 @@ def transcribe(
             "stay fp32). Text may differ slightly.",
         ),
     ] = False,
+    vad: Annotated[
+        bool,
+        typer.Option(
+            "--vad",
+            help="Cut files at pauses found by voice activity detection (subtitle-sized segments, silence "
+            "skipped) instead of fixed --chunk-seconds chunks; needs the listen extra.",
+        ),
+    ] = False,
     engine: Engine = None,
     device: Device = "auto",
 ) -> None:
@@ -102,6 +111,10 @@ def transcribe(
         raise UsageError(f"--format {bad[0]}: expected one of {', '.join(FORMATS)}")
     if timestamps not in (None, "word", "char"):
         raise UsageError(f"--timestamps {timestamps}: expected word or char")
+    if vad:
+        from w2vcli.serving.vad import silero_path
+
+        silero_path()  # the listen extra, before the model loads
     if skip_existing and output_dir is None:
         raise UsageError("--skip-existing needs --output-dir")
     if "-" in audio and sys.stdin.isatty():
@@ -114,7 +127,13 @@ def transcribe(
     from w2vcli.pipelines.transcribe import transcribe as run
     from w2vcli.training.runtime import from_env, select_device
 
-    stdin = (os.fsdecode(line) for line in sys.stdin.buffer) if "-" in audio else ()
+    stdin = ()
+    if "-" in audio:
+        from w2vcli.data.inputs import check_path_list
+
+        stdin = (
+            os.fsdecode(line) for line in io.BytesIO(check_path_list(sys.stdin.buffer.read(), "transcribe"))
+        )
     items = expand(audio, stdin, skip_dir=output_dir)
     ledger = None
     if output_dir is not None:
@@ -132,6 +151,7 @@ def transcribe(
         lexicon=str(lexicon) if lexicon else None,
         lm_weight=lm_weight,
         word_score=word_score,
+        vad=vad,
     )
     from w2vcli.console import err
 

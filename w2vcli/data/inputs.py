@@ -19,6 +19,22 @@ AUDIO_SUFFIXES = frozenset(
 )
 TEXT_SUFFIXES = frozenset({".txt", ".lab"})
 
+# The first bytes of audio files: stdin that starts so holds audio, not a list of paths.
+AUDIO_MAGIC = {
+    b"RIFF": "WAV audio",
+    b"RIFX": "WAV audio",
+    b"RF64": "WAV audio",
+    b"fLaC": "FLAC audio",
+    b"OggS": "Ogg audio",
+    b"ID3": "MP3 audio",
+    b"\xff\xfb": "MP3 audio",
+    b"\xff\xf3": "MP3 audio",
+    b"FORM": "AIFF audio",
+    b".snd": "AU audio",
+    b"caff": "CAF audio",
+}
+PATH_LIST_PROBE = 65536  # bytes of stdin looked at
+
 BAD_NAME, DUPLICATE = "non-utf-8 file name", "duplicate name"
 MISSING, UNREADABLE_DIR = "missing", "unreadable folder"
 
@@ -136,3 +152,29 @@ def _add(result: Scan, by_rel: dict, path: Path, rel: PurePosixPath, explicit: b
     by_rel[key] = path
     result.audio.append(AudioInput(path, key))
     result.audio_dirs.add(path.parent)
+
+
+def binary_kind(head: bytes) -> str | None:
+    """What the start of a would-be list of paths holds when it is not text: "WAV audio", "FLAC
+    audio", ..., or "binary data" (a NUL byte, which no path has, or control bytes in more than 1% of
+    it, as raw PCM has); None for text. Paths that are not UTF-8 (Latin-1 names) are still text."""
+    head = head[:PATH_LIST_PROBE]
+    for magic, kind in AUDIO_MAGIC.items():
+        if head.startswith(magic):
+            return kind
+    controls = sum(1 for b in head if b < 0x20 and b not in b"\t\n\r" or b == 0x7F)
+    if b"\0" in head or controls > len(head) // 100:
+        return "binary data"
+    return None
+
+
+def check_path_list(data: bytes, command: str) -> bytes:
+    """`-` reads paths from stdin, one a line: audio piped in instead (`cat a.wav | w2v transcribe -`)
+    is refused in one line rather than read as hundreds of paths. Returns `data`."""
+    kind = binary_kind(data)
+    if kind is not None:
+        raise UsageError(
+            f"stdin holds {kind}, not a list of paths (- reads file names, one a line): pass the audio "
+            f"file's name instead of -, or pipe in names (ls *.wav | w2v {command} -)"
+        )
+    return data

@@ -62,6 +62,10 @@ class ModelConfig:
     diversity_loss_weight: float = 0.1
     feature_penalty_weight: float = 10.0
     feature_grad_mult: float = 0.1
+    # BEST-RQ (model/best_rq.py, `pretrain --objective best-rq`): frozen random-projection targets.
+    rpq_num_codebooks: int = 1
+    rpq_codebook_size: int = 1024
+    rpq_codebook_dim: int = 16
     # CTC head.
     vocab_size: int = 32
     pad_token_id: int = 0  # the CTC blank
@@ -185,6 +189,9 @@ class ModelConfig:
 
 # Smallest allowed value of each integer size (tuples are checked apart).
 _MINIMUM = {
+    "rpq_num_codebooks": 1,
+    "rpq_codebook_size": 2,
+    "rpq_codebook_dim": 1,
     "hidden_size": 1,
     "num_hidden_layers": 0,
     "num_attention_heads": 1,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from w2vcli.errors import UsageError, W2VError
 from w2vcli.model.config import ModelConfig
 from w2vcli.training import runtime as distributed
 from w2vcli.training.config import TrainConfig
-from w2vcli.training.rundir import RunDir
+from w2vcli.training.rundir import RunDir, no_checkpoint_yet
 from w2vcli.training.runtime import Dist
 from w2vcli.training.task import Event
 
@@ -146,6 +147,46 @@ def init_source(init: str) -> Path:
     if run.checkpoints.is_dir() or run.last_file.exists():
         latest = run.latest()
         if latest is None:
-            raise W2VError(f"--init {init}: the run has no complete checkpoint yet")
+            raise W2VError(
+                no_checkpoint_yet(path) or f"--init {init}: the run has no complete checkpoint yet"
+            )
         return latest
     return path
+
+
+def resumed_init(run: RunDir, init: str | None) -> str | None:
+    """What RUN was started from (train.json's `init`, never rewritten), for a run that resumes.
+
+    A resumed run continues from its own checkpoints, so an `--init` other than the one it was started
+    from would be ignored: it is refused in one line. `init` None (pretrain without --init) resumes
+    whatever the run was started from. None when RUN records no start (older or unfinished runs)."""
+    try:
+        started = json.loads(run.settings.read_text())["init"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(started, str):
+        return None
+    if init is None or _same_start(init, started, run):
+        return started
+    what = "scratch (--init none)" if started == "none" else f"--init {started}"
+    raise UsageError(
+        f"{run.path} was started from {what}, and resuming continues from its own checkpoints: "
+        f"give that --init to resume it, or add --fresh to start it over from --init {init}"
+    )
+
+
+def _same_start(init: str, started: str, run: RunDir) -> bool:
+    """Whether `--init init` names what train.json records: the same text, the same directory, the
+    checkpoint it resolves to (fine-tuning runs recorded that), or, from older versions that rewrote
+    `init` on resume, a checkpoint inside RUN itself."""
+    if init == started:
+        return True
+    if "none" in (init, started):
+        return False
+    recorded = Path(started).expanduser().resolve()
+    given = {Path(init).expanduser().resolve()}
+    try:
+        given.add(init_source(init).resolve())
+    except W2VError:
+        pass
+    return recorded in given or recorded.is_relative_to(run.path.resolve())

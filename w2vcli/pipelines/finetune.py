@@ -12,6 +12,7 @@ RUN/best holds the lowest-WER checkpoint, with the vocabulary, ready for `transc
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 
 import torch
@@ -33,6 +34,7 @@ from w2vcli.pipelines._training import (
     open_run,
     resolve_data,
     resume_config,
+    resumed_init,
     setup,
     training_loader,
 )
@@ -219,10 +221,12 @@ def finetune(
     model_config: ModelConfig | None = None,
     overrides: dict | None = None,
     on_event=None,
+    clock=None,
 ) -> TrainResult:
     """Fine-tune `init` ("none": `model_config` from scratch) with CTC on DATA's train.jsonl, validating
     on its valid.jsonl; re-running resumes the run `out` unless cfg.fresh. Without `cfg` (and
-    `overrides`), the tiny preset's fine-tuning recipe, as `w2v finetune` uses (training/recipes.py)."""
+    `overrides`), the tiny preset's fine-tuning recipe, as `w2v finetune` uses (training/recipes.py).
+    `clock`: the seconds the time budget counts (default time.monotonic; tests pass a fake one)."""
     if cfg is None:
         cfg, recipe_overrides = finetune_settings("tiny")
         overrides = recipe_overrides if overrides is None else overrides
@@ -231,6 +235,7 @@ def finetune(
     run = RunDir(out)
     try:
         open_run(run, cfg, dist, device, on_event if dist.main else None)
+        started = None if cfg.fresh or run.latest() is None else resumed_init(run, init)
         data_dir = resolve_data(data, run, dist, unlabelled=False)
         try:
             vocab = load_vocabulary(data_dir)
@@ -263,6 +268,7 @@ def finetune(
             validate=validate,
             vocab=vocab,
             info={"task": "finetune", "init": init},
+            clock=clock or time.monotonic,
         )
         if not cfg.fresh:
             trainer.resume()  # with no checkpoint yet, it drops the log lines of a run killed before one
@@ -271,7 +277,8 @@ def finetune(
                 {
                     "command": "finetune",
                     "data": str(data_dir),
-                    "init": source,
+                    "init": started or init,  # what the run was started from
+                    "start": source,
                     "train": cfg.to_dict(),
                     "model": config.to_dict(),
                     "train_feature_encoder": train_cnn,

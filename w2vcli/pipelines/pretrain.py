@@ -14,22 +14,24 @@ from __future__ import annotations
 
 import math
 import os
+import time
 from dataclasses import dataclass
 
 import torch
 
-from w2vcli.checkpoints.huggingface import load_any
-from w2vcli.checkpoints.native import load_backbone
+from w2vcli.checkpoints.huggingface import RPQ_FIELDS, load_any
+from w2vcli.checkpoints.native import HEADS, load_backbone, read_info
 from w2vcli.data.audio import SAMPLE_RATE
 from w2vcli.errors import UsageError
-from w2vcli.model import Wav2Vec2ForPreTraining
 from w2vcli.model.config import ModelConfig
+from w2vcli.pipelines._pretrain_best_rq import BestRQTask
 from w2vcli.pipelines._training import (
     init_source,
     load_split,
     open_run,
     resolve_data,
     resume_config,
+    resumed_init,
     setup,
     training_loader,
 )
@@ -175,36 +177,40 @@ def pretraining_health(metrics: dict, config: ModelConfig) -> dict:
     return {"chance": chance, "x_chance": x_chance, "collapsed": collapsed, "verdict": verdict}
 
 
+HEAD_OF_OBJECTIVE = {"contrastive": "pretraining", "best-rq": "best-rq"}
+
+
 def initial_model(
-    init: str | None, model_config: ModelConfig, on_event=None
-) -> tuple[Wav2Vec2ForPreTraining, str]:
+    init: str | None, model_config: ModelConfig, on_event=None, objective: str = "contrastive"
+) -> tuple[torch.nn.Module, str]:
     """`--init`: continue from a pretrained model (ours, a run, or Hugging Face's), its architecture kept
-    and the objective taken from `model_config`. A model without a quantizer (CTC, backbone only) gets a
-    fresh quantizer and projections, shaped as `model_config` says."""
+    and the objective taken from `model_config`. A model without this objective's head (CTC, backbone
+    only, or the other objective's) gets a fresh head, shaped as `model_config` says."""
+    head = HEAD_OF_OBJECTIVE[objective]
     if init is None:
-        return Wav2Vec2ForPreTraining(model_config), "none"
+        return HEADS[head](model_config), "none"
     source = init_source(init)
     ckpt = load_any(source)
-    kept = QUANTIZER_FIELDS if ckpt.head == "pretraining" else frozenset()
+    kept = QUANTIZER_FIELDS | RPQ_FIELDS if ckpt.head == head else frozenset()
     changes = {
         k: v
         for k, v in model_config.to_dict().items()
-        if k in OBJECTIVE_FIELDS or (k in QUANTIZER_FIELDS and k not in kept)
+        if k in OBJECTIVE_FIELDS or (k in QUANTIZER_FIELDS | RPQ_FIELDS and k not in kept)
     }
     config = ckpt.config.replace(**changes)
-    model = Wav2Vec2ForPreTraining(config)
-    if ckpt.head == "pretraining":
+    model = HEADS[head](config)
+    if ckpt.head == head:
         model.load_state_dict(ckpt.model.state_dict())
     else:
         load_backbone(model, ckpt.model)
         if on_event:
+            what = "quantizer and its projections" if head == "pretraining" else "BEST-RQ head"
             on_event(
                 Event(
                     "warning",
                     0,
                     0,
-                    message=f"{source} has no quantizer ({ckpt.head} model): the "
-                    "quantizer and its projections start fresh",
+                    message=f"{source} has no {what} ({ckpt.head} model): they start fresh",
                 )
             )
     return model, str(source)
@@ -236,11 +242,13 @@ def pretrain(
     on_event=None,
     on_prep_progress=None,
     init: str | None = None,
+    clock=None,
 ) -> TrainResult:
     """Pretrain on DATA (a prep output, or a folder of audio prepared into RUN/data) into the run `out`;
     re-running resumes from the run's last checkpoint unless cfg.fresh. Without `cfg`/`model_config`,
     the tiny preset's recipe (training/recipes.py), as `w2v pretrain` uses. With `init`, continue pretraining that
-    model (its architecture; the objective of `model_config`); optimizer and schedule start fresh."""
+    model (its architecture; the objective of `model_config`); optimizer and schedule start fresh.
+    `clock`: the seconds the time budget counts (default time.monotonic; tests pass a fake one)."""
     if cfg is None or model_config is None:
         default_cfg, default_config = pretrain_settings("tiny")
         cfg, model_config = cfg or default_cfg, model_config or default_config
@@ -248,22 +256,34 @@ def pretrain(
     run = RunDir(out)
     try:
         open_run(run, cfg, dist, device, on_event if dist.main else None)
+        started = None if cfg.fresh or run.latest() is None else resumed_init(run, init)
         data_dir = resolve_data(data, run, dist, on_prep_progress)
         latest = None if cfg.fresh else run.latest()
+        head = HEAD_OF_OBJECTIVE[cfg.objective]
         if latest is None:
-            model, source = initial_model(init, model_config, on_event if dist.main else None)
+            model, source = initial_model(init, model_config, on_event if dist.main else None, cfg.objective)
         else:
             config = resume_config(run, model_config, cfg.fresh, on_event if dist.main else None)
-            model, source = Wav2Vec2ForPreTraining(config), str(latest)
+            if read_info(latest).get("head", "pretraining") != head:
+                raise UsageError(
+                    f"{run.path} was pretrained with another objective than --objective {cfg.objective}; "
+                    "give the run's own, or --fresh to start over"
+                )
+            model, source = HEADS[head](config), str(latest)
         config = model.config
         min_seconds = (
             config.receptive_field + config.frame_stride * (config.mask_time_length + 1)
         ) / SAMPLE_RATE
         utts, skipped = load_split(data_dir, "train", min_seconds)
         loader = training_loader(utts, cfg, dist, device, crop_seconds=cfg.crop_seconds)
+        task = (
+            BestRQTask(config, cfg, frame_lengths)
+            if cfg.objective == "best-rq"
+            else PretrainTask(config, cfg)
+        )
         trainer = Trainer(
             model,
-            PretrainTask(config, cfg),
+            task,
             loader,
             cfg,
             run,
@@ -271,6 +291,7 @@ def pretrain(
             dist,
             on_event,
             info={"task": "pretrain"},
+            clock=clock or time.monotonic,
         )
         if not cfg.fresh:
             trainer.resume()
@@ -279,7 +300,7 @@ def pretrain(
                 {
                     "command": "pretrain",
                     "data": str(data_dir),
-                    "init": init or "none",
+                    "init": started or init or "none",  # what the run was started from
                     "start": source,
                     "train": cfg.to_dict(),
                     "model": config.to_dict(),

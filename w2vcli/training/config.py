@@ -110,12 +110,16 @@ class TrainConfig:
         return cls(**{k: v for k, v in d.items() if k in known})
 
 
+OBJECTIVES = ("contrastive", "best-rq")
+
+
 @dataclass
 class PretrainConfig(TrainConfig):
     """`w2v pretrain`: fairseq's BASE schedule (linear decay, weight decay 0.01) and the Gumbel
     temperature's."""
 
     crop_seconds: float = 5.0  # longest crop per utterance
+    objective: str = "contrastive"  # "contrastive" (wav2vec 2.0) or "best-rq" (model/best_rq.py)
     gumbel_start: float = 2.0
     gumbel_end: float = 0.5
     gumbel_decay: float = 0.999995
@@ -126,6 +130,8 @@ class PretrainConfig(TrainConfig):
         problems = super().problems()
         if self.crop_seconds <= 0:
             problems.append("crop_seconds must be positive")
+        if self.objective not in OBJECTIVES:
+            problems.append(f"objective must be one of {', '.join(OBJECTIVES)}, not {self.objective!r}")
         if not 0 < self.gumbel_decay <= 1:
             problems.append("gumbel_decay must be in (0, 1]")
         if self.gumbel_anneal is not None and not 0 < self.gumbel_anneal <= 1:

@@ -30,7 +30,7 @@ from w2vcli.training.config import TrainConfig
 from w2vcli.training.metrics import MetricsLog, Window
 from w2vcli.training.rundir import RunDir, load_trainer_state, load_weights, rng_state, set_rng_state
 from w2vcli.training.runtime import Dist
-from w2vcli.training.schedule import lr_at, progress
+from w2vcli.training.schedule import Stretch, lr_at, progress, stretch
 from w2vcli.training.task import Event, Task, TrainResult, amp_dtype, micro_seed, rank, stop_signals
 
 
@@ -48,10 +48,12 @@ class Trainer:
         validate: Callable[[torch.nn.Module], dict] | None = None,
         vocab=None,
         info: dict | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ):
         self.model, self.task, self.loader, self.cfg, self.run = model.to(device), task, loader, cfg, run
         self.device, self.dist, self.validate, self.vocab = device, dist, validate, vocab
         self.info = info or {}
+        self.clock = clock  # seconds, for the time budget: tests pass a fake one to count exactly
         self.on_event = on_event if dist.main else None
         # The fused AdamW: one kernel for all parameters, 3 ms a step for `tiny` on a CPU core against 11-18
         self.optimizer = torch.optim.AdamW(
@@ -68,6 +70,7 @@ class Trainer:
         self.update, self.skipped, self.best = 0, 0, {}
         self.seconds = 0.0  # training seconds of this run, earlier invocations included (time budgets)
         self.spent = 0.0  # fraction of the budget spent: what the schedules follow (schedule.progress)
+        self.stretch: Stretch | None = None  # resumed under another budget: the schedule continues
         self.resumed_from: Path | None = None
         self._signal: str | None = None
         self._requested = False
@@ -75,6 +78,12 @@ class Trainer:
         self._window = Window()
         self._last_metrics: dict = {}
         self._lr = cfg.lr
+
+    @property
+    def position(self) -> float:
+        """Where the lr and temperature schedules are: the budget's progress, stretched on a resume
+        under another budget so that they continue from where the checkpoint left them."""
+        return self.stretch(self.spent) if self.stretch else self.spent
 
     def emit(self, kind: str, metrics: dict | None = None, message: str = "") -> None:
         if self.on_event:
@@ -105,6 +114,7 @@ class Trainer:
         self.update, self.skipped, self.best = state["update"], state["skipped"], state.get("best", {})
         self.seconds = float(state.get("seconds", 0.0))
         self.spent = progress(self.cfg, self.update, self.seconds)
+        self.stretch = stretch(self.spent, state.get("schedule"))
         self.log.rewind(self.update)
         self.resumed_from = ckpt
         return True
@@ -117,6 +127,7 @@ class Trainer:
             "skipped": self.skipped,
             "best": self.best,
             "seconds": self.seconds,
+            "schedule": self.position,  # a resume under another budget continues from here
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else {},
             "data": self.loader.state_dict(),
@@ -155,8 +166,11 @@ class Trainer:
     def train(self) -> TrainResult:
         cfg = self.cfg
         self.model.train()
-        start = (time.monotonic(), self.seconds)
+        start = (self.clock(), self.seconds)
         self.emit("start", {"update": self.update, "resumed_from": str(self.resumed_from or "")})
+        if self.stretch and self.spent < 1.0:
+            lr = lr_at(cfg, self.update, self.spent, self.stretch)
+            self.emit("warning", message=self.stretch.notice(lr))
         stream = self._stream()
         reason, saved_at = self._budget_left() or "max_updates", (self.update if self.resumed_from else -1)
         validated_at = self.update if self.resumed_from else -1
@@ -185,7 +199,7 @@ class Trainer:
         return TrainResult(self.update, reason, path or self.run.latest(), self._last_metrics, self.best)
 
     def _wrap(self) -> torch.nn.Module:
-        changed = self.task.begin_update(distributed.unwrap(self.model), self.update, self.spent)
+        changed = self.task.begin_update(distributed.unwrap(self.model), self.update, self.position)
         if self._wrapped is None or changed:
             self._wrapped = distributed.wrap(
                 distributed.unwrap(self.model), self.dist, self.device, self.task.find_unused
@@ -197,7 +211,7 @@ class Trainer:
         `start` is (the clock when this invocation started, the run's training seconds then)."""
         cfg, dist = self.cfg, self.dist
         model = self._wrap()
-        self._lr = lr_at(cfg, self.update, self.spent)
+        self._lr = lr_at(cfg, self.update, self.spent, self.stretch)
         for group in self.optimizer.param_groups:
             group["lr"] = self._lr
         micro = []
@@ -223,7 +237,7 @@ class Trainer:
         self.scaler.unscale_(self.optimizer)
         params = [p for g in self.optimizer.param_groups for p in g["params"] if p.grad is not None]
         norm = torch.nn.utils.clip_grad_norm_(params, cfg.clip_norm if cfg.clip_norm > 0 else float("inf"))
-        seconds = start[1] + time.monotonic() - start[0]
+        seconds = start[1] + self.clock() - start[0]
         flags = torch.tensor(
             [
                 float(not torch.isfinite(torch.as_tensor(loss_total))),

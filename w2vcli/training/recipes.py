@@ -200,3 +200,19 @@ def recipe_for(config: ModelConfig) -> str:
         if (p.hidden_size, p.num_hidden_layers) == (config.hidden_size, config.num_hidden_layers):
             return name
     return min(PRESETS, key=lambda n: abs(PRESETS[n]().hidden_size - config.hidden_size))
+
+
+def recipe_with_init(init: str, preset: str | None, config: ModelConfig) -> str:
+    """The recipe for `--init`'s model (`config`): its size's. A preset names an architecture too, so
+    `--preset` of another size contradicts the model and is refused, as any flag that would change it."""
+    own = recipe_for(config)
+    if preset is None:
+        return own
+    _check(preset)
+    if preset != own:
+        raise UsageError(
+            f"--preset {preset} contradicts --init {init}, a {own}-size model ({config.num_hidden_layers} "
+            f"layers of {config.hidden_size}): the architecture comes from the model; drop --preset "
+            f"(the {own} recipe is used) and set single flags such as --lr to change the recipe"
+        )
+    return preset

@@ -108,6 +108,24 @@ class RunDir:
         os.write(fd, f"{os.getpid()}\n".encode())
         self._lock = fd
 
+    def holder(self) -> str | None:
+        """The pid of the process training in RUN now (the holder of its lock), else None. Probed with
+        a shared lock taken and dropped at once, so nothing is written."""
+        if fcntl is None:
+            return None
+        try:
+            fd = os.open(self.path / LOCK_FILE, os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            return os.read(fd, 64).decode(errors="replace").strip() or "?"
+        else:
+            return None
+        finally:
+            os.close(fd)  # and with it the probe's lock
+
     def unlock(self) -> None:
         if self._lock is not None:
             os.close(self._lock)  # closing the descriptor releases the flock
@@ -220,3 +238,24 @@ def load_weights(model: torch.nn.Module, ckpt: Path) -> None:
             f"{ckpt} does not match this model (missing {missing[:2]}, unexpected {unexpected[:2]}); "
             "use --fresh to start over"
         )
+
+
+def no_checkpoint_yet(path: str | os.PathLike) -> str | None:
+    """For a training run's folder with no complete checkpoint: one line saying so, and whether it is
+    being trained now (the first checkpoint comes after --save-every updates). None for anything else."""
+    run = RunDir(path)
+    marks = (run.settings, run.metrics, run.last_file, run.checkpoints, run.path / LOCK_FILE)
+    if not run.path.is_dir() or not any(p.exists() for p in marks) or is_checkpoint(run.best):
+        return None
+    if run.latest() is not None:
+        return None
+    pid = run.holder()
+    if pid is not None:
+        return (
+            f"{run.path} is a training run in progress (pid {pid}) with no checkpoint yet: the first "
+            "comes after --save-every updates; try again then"
+        )
+    return (
+        f"{run.path} is a training run with no checkpoint yet, and nothing is training it: it stopped "
+        "before its first; run its command again to resume it"
+    )

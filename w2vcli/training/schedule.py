@@ -10,11 +10,17 @@ training seconds are saved in each checkpoint, so a resumed run continues the sa
 Both schedules follow fairseq: `linear` is `polynomial_decay` with power 1 and end lr 0 (the
 pretraining recipe), `tri_stage` is fine-tuning's warmup / hold / exponential decay. A warm-up or
 hold given in updates (a value of 1 or more) stays in updates.
+
+A run resumed with another budget (a longer --max-minutes, say) would find itself at another point
+of its schedule: a fine-tuning run 90% through, resumed with twice the minutes, is at 45%, in the
+hold, back at the peak lr. `Stretch` keeps the schedule monotone instead: it continues from the
+progress the checkpoint was saved at and reaches the end with the new budget.
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from w2vcli.model.quantizer import gumbel_temperature
 from w2vcli.training.config import PretrainConfig, TrainConfig
@@ -61,9 +67,46 @@ def _fraction(value: float, cfg: TrainConfig) -> float | None:
     return value / cfg.max_updates if cfg.max_updates else None
 
 
-def lr_at(cfg: TrainConfig, update: int, spent: float | None = None) -> float:
+@dataclass(frozen=True)
+class Stretch:
+    """The schedule of a run resumed under another budget: at the resume (progress `at` of the new
+    budget) it is where the checkpoint left it (`was`), and it reaches its end with the new budget,
+    linearly in between. `was` 1 (a finished schedule) stays at the end: the final lr."""
+
+    at: float  # the new budget's progress when the run resumed
+    was: float  # the schedule's progress saved in the checkpoint
+
+    def __call__(self, p: float) -> float:
+        return min(1.0, self.was + max(p - self.at, 0.0) * (1.0 - self.was) / max(1.0 - self.at, 1e-9))
+
+    def notice(self, lr: float) -> str:
+        """What a resumed run says about its schedule; `lr`: the rate it continues at."""
+        if self.was >= 1.0:
+            return (
+                f"this run had finished its schedule: the new budget trains at its final lr ({lr:.3g}), "
+                "which does not rise again; for a new schedule start a new run with --init from this one"
+            )
+        return (
+            f"the budget differs from the one the checkpoint was saved under: the lr schedule continues "
+            f"from where it was ({lr:.3g}, {self.was:.0%} through) to its end with the new budget"
+        )
+
+
+def stretch(at: float, was: float | None) -> Stretch | None:
+    """A Stretch when the budget moved the run to another point of its schedule, else None."""
+    return None if was is None or abs(at - was) < 1e-9 else Stretch(at, was)
+
+
+def lr_at(
+    cfg: TrainConfig, update: float, spent: float | None = None, resumed: Stretch | None = None
+) -> float:
     """The learning rate of update number `update` (0 = the first) at progress `spent` (None: the
-    update budget's own, update / max_updates)."""
+    update budget's own, update / max_updates); `resumed`: the schedule continued under a new budget."""
+    if resumed is not None:
+        p = resumed(progress(cfg, update) if spent is None else spent)
+        if cfg.max_minutes:
+            return cfg.lr * _by_progress(cfg, update, p)
+        update, spent = p * cfg.max_updates, None  # the (fractional) update the schedule is at
     if spent is None or not cfg.max_minutes:
         warmup = cfg.updates(cfg.warmup)
         if cfg.schedule == "tri_stage":
@@ -100,7 +143,7 @@ def gumbel_at(cfg: PretrainConfig, update: int, spent: float | None = None) -> f
     `gumbel_anneal` of the budget (then held), or by `gumbel_decay` per update when no annealing is set."""
     if cfg.gumbel_anneal is None:
         return gumbel_temperature(update, cfg.gumbel_start, cfg.gumbel_end, cfg.gumbel_decay)
-    if spent is None or not cfg.max_minutes:
+    if spent is None:
         spent = update / cfg.max_updates
     ratio = cfg.gumbel_end / cfg.gumbel_start
     return max(cfg.gumbel_start * ratio ** (spent / cfg.gumbel_anneal), cfg.gumbel_end)
