@@ -210,6 +210,9 @@ def parse_voices(spec: str | tuple[str, ...]) -> tuple[str, ...]:
             raise SystemExit(f"bad voice {v!r}: write engine:name, e.g. espeak:en-us+m3 or flite:slt")
         if engine == "flite" and name not in FLITE_F0:
             raise SystemExit(f"unknown flite voice {name!r}: use one of {', '.join(FLITE_F0)}")
+        if engine == "festival" and name not in festival_voices():
+            installed = ", ".join(festival_voices()) or "none installed"
+            raise SystemExit(f"unknown festival voice {name!r}: use one of {installed}")
     if not voices:
         raise SystemExit("no voices given")
     return voices

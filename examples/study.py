@@ -46,7 +46,8 @@ def split(prep: Path, out: Path) -> dict[str, int]:
         r = {**r, "audio": str((prep / r["audio"]).resolve())}
         by_split.setdefault(r["id"].split("/", 1)[0], []).append(r)
     tests = sorted(s for s in by_split if s.startswith("test"))  # study: TESTS; --heldout: test, test-noisy
-    missing = [s for s in ("labelled", "dev") if s not in by_split] + ([] if tests else ["test*"])
+    wanted = ("labelled", "dev", *(TESTS if set(TESTS) & set(tests) else ()))  # a study set needs both
+    missing = [s for s in wanted if s not in by_split] + ([] if tests else ["test*"])
     if missing:
         raise SystemExit(f"{prep}: no {', '.join(missing)} utterances: prep the set's folders together")
     for rs in by_split.values():

@@ -7,6 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 
@@ -321,3 +322,27 @@ def test_study_summary_reports_each_run_the_reductions_and_the_seen_unseen_ratio
     out = capsys.readouterr().out
     assert "l10/greedy/test-seen: pretrained vs scratch: 50% relative CER reduction" in out
     assert json.loads((tmp_path / "summary.json").read_text()) == summary
+
+
+def test_heldout_preset_reads_other_collections_and_voices():
+    preset = make_data.PRESETS["heldout"]
+    assert len(set(preset.voices)) == 48
+    assert {v.partition(":")[0] for v in preset.voices} == {"espeak", "flite", "festival"}
+    assert not set(make_data.HELDOUT_FORTUNES) & set(make_data.FORTUNE_FILES)
+
+
+def test_noisy_copy_is_at_the_asked_snr(tmp_path):
+    rng = np.random.default_rng(0)
+    (tmp_path / "test").mkdir()
+    for i in range(3):
+        speech = 0.1 * np.sin(2 * np.pi * 200 * np.arange(16000) / 16000) * (1 + rng.random())
+        sf.write(tmp_path / "test" / f"t{i}.flac", speech, 16000, subtype="PCM_16")
+        (tmp_path / "test" / f"t{i}.txt").write_text("a b\n")
+    assert make_data.write_noisy_copy(tmp_path, "test", 10.0, seed=1) == 3
+    for i in range(3):
+        clean, _ = sf.read(tmp_path / "test" / f"t{i}.flac")
+        noisy, _ = sf.read(tmp_path / "test-noisy" / f"t{i}.flac")
+        noise = noisy - clean
+        snr = 10 * np.log10(np.mean(clean**2) / np.mean(noise**2))
+        assert abs(snr - 10.0) < 0.1
+        assert (tmp_path / "test-noisy" / f"t{i}.txt").read_text() == "a b\n"
