@@ -89,6 +89,32 @@ def test_codec_round_trip_keeps_length_and_sound():
         assert 0.5 < np.sum(y**2) / np.sum(x**2) < 1.5
 
 
+@pytest.mark.parametrize("codec", range(len(aug.CODECS)))
+@pytest.mark.parametrize("level", aug.CODEC_LEVEL)
+def test_codec_takes_every_level_it_draws(monkeypatch, codec, level):
+    """A refused setting once killed a pretraining run mid-way (MP3 at level 1)."""
+
+    class Draws:  # the codec and the level chosen, as a generator would draw them
+        def integers(self, n):
+            return codec
+
+        def uniform(self, lo, hi):
+            return level
+
+    x = tone(1.0, hz=440.0)
+    y = aug.codec(x, Draws())
+    assert y.shape == x.shape and not np.array_equal(y, x)  # encoded, not passed through
+
+
+def test_a_refusing_encoder_leaves_the_audio_as_it_was(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise aug.sf.LibsndfileError(1, "Error set compression level")
+
+    monkeypatch.setattr(aug.sf, "write", refuse)
+    x = tone()
+    assert np.array_equal(aug.codec(x, np.random.default_rng(0)), x)
+
+
 def test_gain_clips_at_full_scale():
     y = aug.gain(tone(amp=0.9), np.random.default_rng(5))
     assert np.max(np.abs(y)) <= 1.0

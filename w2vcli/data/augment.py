@@ -38,7 +38,7 @@ TELEPHONE_RATE = 8000
 TELEPHONE_BAND_HZ = (300.0, 3400.0)
 MU = 255.0  # G.711 mu-law
 CODECS = (("MP3", "MPEG_LAYER_III"), ("OGG", "VORBIS"))
-CODEC_LEVEL = (0.6, 1.0)  # libsndfile's compression level: 1 is the lowest bitrate
+CODEC_LEVEL = (0.6, 0.95)  # libsndfile's compression level, 1 the lowest bitrate (MP3 refuses 1 at 16 kHz)
 
 
 def perturb_speed(
@@ -189,13 +189,20 @@ def telephone(x: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarr
 
 
 def codec(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A round trip through a lossy codec at a low bitrate; the result is cut or padded to x's length."""
+    """A round trip through a lossy codec at a low bitrate; the result is cut or padded to x's length.
+    An encoder that refuses (another libsndfile build, another setting) leaves x as it was: an
+    augmentation must never stop a training run."""
     fmt, subtype = CODECS[int(rng.integers(len(CODECS)))]
     buf = io.BytesIO()
     level = float(rng.uniform(*CODEC_LEVEL))
-    sf.write(buf, np.clip(x, -1.0, 1.0), SAMPLE_RATE, format=fmt, subtype=subtype, compression_level=level)
-    buf.seek(0)
-    y, _ = sf.read(buf, dtype="float64")
+    try:
+        sf.write(
+            buf, np.clip(x, -1.0, 1.0), SAMPLE_RATE, format=fmt, subtype=subtype, compression_level=level
+        )
+        buf.seek(0)
+        y, _ = sf.read(buf, dtype="float64")
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError):
+        return x
     return np.pad(y, (0, max(0, x.shape[0] - y.shape[0])))[: x.shape[0]]
 
 
