@@ -27,8 +27,9 @@ step "continued pretraining: the shipped start on the unlabelled folder ($pretra
 # What a user does with a downloaded model: adapt it to their own audio without labels. The
 # architecture and codebook come from the start; lr and Gumbel temperature stay low so that a few
 # minutes adapt the model rather than scramble what ten hours taught it.
+# The start was last pretrained with BEST-RQ (its model card), so it continues with the same objective.
 w2v pretrain "$mini/unlabelled" --init "$start" --out "$out/pretrain" --max-minutes "$pretrain_min" \
-  --lr 2e-4 --gumbel-start 0.5
+  --objective best-rq --lr 2e-4
 
 step "fine-tuning, both arms: CTC on $(wc -l < "$out/labelled/train.jsonl") labelled utterances ($minutes min each)"
 # The tiny fine-tuning recipe (recipes.py); the only difference between the arms is the start.

@@ -31,7 +31,7 @@ def test_weights_match_the_checksum_on_the_card_and_fit_the_size_limit():
 
 def test_loads_into_the_documented_architecture_in_fp32():
     ckpt = load_checkpoint(START)
-    assert ckpt.head == "pretraining" and ckpt.vocab is None
+    assert ckpt.head == "best-rq" and ckpt.vocab is None
     tiny = preset("tiny")
     for field in (
         "conv_dim",
@@ -45,7 +45,7 @@ def test_loads_into_the_documented_architecture_in_fp32():
         "do_stable_layer_norm",
     ):
         assert getattr(ckpt.config, field) == getattr(tiny, field), field
-    assert (ckpt.config.num_codevector_groups, ckpt.config.num_codevectors_per_group) == (2, 64)
+    assert (ckpt.config.rpq_num_codebooks, ckpt.config.rpq_codebook_size, ckpt.config.rpq_codebook_dim) == (1, 1024, 16)
     params = list(ckpt.model.parameters())
     assert all(p.dtype == torch.float32 for p in params)
     assert sum(p.numel() for p in params) == int(card_value("parameters").split()[0].replace(",", ""))
