@@ -362,3 +362,14 @@ def test_cli_segment_reports_a_rejected_file_with_exit_1(tmp_path, monkeypatch):
     assert code == 1 and "file rejected" in out and "Traceback" not in out
     assert (tmp_path / "out" / REPORT).is_file() and not list((tmp_path / "out").glob("*.flac"))
     assert os.path.basename(audio) in out
+
+
+def test_align_refuses_audio_piped_on_stdin(tmp_path):
+    """`cat a.wav | w2v align -` is refused in one line, before any model loads, as in transcribe."""
+    buf = tmp_path / "a.wav"
+    sf.write(buf, np.zeros(1600, dtype=np.float32), 16000)
+    r = CliRunner().invoke(
+        app, ["align", "-", "--text", "hello", "-m", "no/such/model"], input=buf.read_bytes()
+    )
+    assert isinstance(r.exception, UsageError)  # the command line turns it into one line, exit 2
+    assert "stdin holds WAV audio, not a list of paths" in str(r.exception)

@@ -45,7 +45,11 @@ def test_loads_into_the_documented_architecture_in_fp32():
         "do_stable_layer_norm",
     ):
         assert getattr(ckpt.config, field) == getattr(tiny, field), field
-    assert (ckpt.config.rpq_num_codebooks, ckpt.config.rpq_codebook_size, ckpt.config.rpq_codebook_dim) == (1, 1024, 16)
+    assert (ckpt.config.rpq_num_codebooks, ckpt.config.rpq_codebook_size, ckpt.config.rpq_codebook_dim) == (
+        1,
+        1024,
+        16,
+    )
     params = list(ckpt.model.parameters())
     assert all(p.dtype == torch.float32 for p in params)
     assert sum(p.numel() for p in params) == int(card_value("parameters").split()[0].replace(",", ""))

@@ -86,7 +86,12 @@ def align(
     from w2vcli.pipelines.transcribe import open_outputs
     from w2vcli.training.runtime import from_env, select_device
 
-    stdin = (os.fsdecode(line) for line in sys.stdin.buffer) if "-" in audio else ()
+    stdin = ()
+    if "-" in audio:
+        from w2vcli.data.inputs import check_path_list
+
+        data = check_path_list(sys.stdin.buffer.read(), "align")
+        stdin = (os.fsdecode(line) for line in data.splitlines(keepends=True))
     inputs = align_inputs(audio, stdin, text, str(transcripts) if transcripts else None)
     items = [a.item for a in inputs]
     ledger = open_outputs(items, output_dir, formats) if output_dir is not None else None
