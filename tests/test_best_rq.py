@@ -187,3 +187,12 @@ def test_init_from_a_contrastive_model_keeps_its_backbone(tmp_path):
         back.wav2vec2.encoder.layers[0].attention.q_proj.weight,
         model.wav2vec2.encoder.layers[0].attention.q_proj.weight,
     )
+
+
+def test_health_is_accuracy_against_one_code_in_v():
+    from w2vcli.pipelines._pretrain_best_rq import health
+
+    config = small_model(rpq_codebook_size=1000)
+    assert health({"accuracy": 0.003}, config) == {"x_chance": 3.0, "health": "learning"}
+    assert health({"accuracy": 0.0015}, config) == {"x_chance": 1.5, "health": "starting"}
+    assert health({"accuracy": 0.001}, config) == {"x_chance": 1.0, "health": "at chance"}
