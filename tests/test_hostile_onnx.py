@@ -490,6 +490,8 @@ def test_a_hostile_onnx_model_is_one_line(
     if command == "info" and not on_load:  # a width only the graph's run can tell: info reads it as written
         assert code == 0, err
         return
+    if command == "transcribe" and not on_load:  # ONNX Runtime's shape inference knows it when loading
+        message = "the graph outputs 22"
     assert code == 1, err
     lines = [line for line in err.splitlines() if line.startswith("error:")]
     assert len(lines) == 1 and message in lines[0] and str(bad) in lines[0], err

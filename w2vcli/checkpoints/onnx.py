@@ -240,17 +240,21 @@ def _load_proto(path: str | os.PathLike):
 
 
 def _meta_of(proto, path) -> dict:
+    return _meta_from({e.key: e.value for e in proto.metadata_props}, path)
+
+
+def _meta_from(props: dict, path) -> dict:
+    """The w2vcli object among a file's metadata properties (key -> string)."""
     again = "; export it again with `w2v export`"
-    for entry in proto.metadata_props:
-        if entry.key == META:
-            try:
-                meta = json.loads(entry.value)
-            except ValueError:
-                raise W2VError(f"{path}: its w2vcli metadata is not JSON{again}") from None
-            if not isinstance(meta, dict):
-                raise W2VError(f"{path}: its w2vcli metadata is not a JSON object{again}")
-            return meta
-    raise W2VError(f"{path}: an ONNX model without w2vcli metadata; export it with `w2v export`")
+    if META not in props:
+        raise W2VError(f"{path}: an ONNX model without w2vcli metadata; export it with `w2v export`")
+    try:
+        meta = json.loads(props[META])
+    except ValueError:
+        raise W2VError(f"{path}: its w2vcli metadata is not JSON{again}") from None
+    if not isinstance(meta, dict):
+        raise W2VError(f"{path}: its w2vcli metadata is not a JSON object{again}")
+    return meta
 
 
 @dataclass(frozen=True)
@@ -265,12 +269,45 @@ class OnnxModelInfo:
 
 
 def load_info(path: str | os.PathLike) -> OnnxModelInfo:
-    """Read and check an ONNX file's metadata and graph: every way a file can disagree with what the
-    engine expects (metadata, input and output names, vocabulary size) is one W2VError naming it."""
+    """Read and check an ONNX file's metadata and graph with the onnx package (`w2v info`: it counts
+    the weights too): every way a file can disagree with what the engine expects (metadata, input and
+    output names, vocabulary size) is one W2VError naming it."""
     import math
 
     proto = _load_proto(path)
-    meta = _meta_of(proto, path)
+    initializers = {i.name for i in proto.graph.initializer}
+    outputs = list(proto.graph.output)
+    dims = outputs[0].type.tensor_type.shape.dim if outputs else []
+    width = dims[-1].dim_value if len(dims) == 3 and dims[-1].HasField("dim_value") else None
+    parameters = sum(math.prod(t.dims) for t in proto.graph.initializer if len(t.dims) > 0)
+    return _checked(
+        _meta_of(proto, path),
+        [v.name for v in proto.graph.input if v.name not in initializers],
+        [v.name for v in outputs],
+        width,
+        parameters,
+        path,
+    )
+
+
+def session_info(session, path) -> OnnxModelInfo:
+    """`load_info` from an open ONNX Runtime session, without the onnx package: importing it and
+    parsing a base model's protobuf again cost ~2 s of a short job's start (bench/RESULTS.md). The
+    weights are not counted (parameters 0)."""
+    outputs = session.get_outputs()
+    shape = outputs[0].shape if outputs else []
+    width = shape[-1] if len(shape) == 3 and isinstance(shape[-1], int) else None
+    return _checked(
+        _meta_from(dict(session.get_modelmeta().custom_metadata_map), path),
+        [i.name for i in session.get_inputs()],
+        [o.name for o in outputs],
+        width,
+        0,
+        path,
+    )
+
+
+def _checked(meta: dict, inputs: list, outputs: list, width, parameters: int, path) -> OnnxModelInfo:
     if not isinstance(meta.get("config"), dict) or not isinstance(meta.get("vocab"), dict):
         raise W2VError(f"{path}: its w2vcli metadata lacks the model's config or vocabulary")
     try:
@@ -281,23 +318,37 @@ def load_info(path: str | os.PathLike) -> OnnxModelInfo:
         vocab = vocab_from_meta(meta["vocab"])
     except Exception as e:  # noqa: BLE001 - any decoding failure means the same to the user
         raise W2VError(f"{path}: the vocabulary in its metadata is unreadable ({type(e).__name__})") from None
-    inputs = [v.name for v in proto.graph.input if v.name not in {i.name for i in proto.graph.initializer}]
-    outputs = [v for v in proto.graph.output]
-    if inputs != [INPUT] or not outputs or outputs[0].name != OUTPUT:
+    if inputs != [INPUT] or not outputs or outputs[0] != OUTPUT:
         raise W2VError(
-            f"{path}: the graph takes {inputs} and gives {[v.name for v in outputs]}; a w2vcli model "
+            f"{path}: the graph takes {inputs} and gives {outputs}; a w2vcli model "
             f"takes [{INPUT!r}] and gives [{OUTPUT!r}]"
         )
-    dims = outputs[0].type.tensor_type.shape.dim
-    width = dims[-1].dim_value if len(dims) == 3 and dims[-1].HasField("dim_value") else None
     for size, what in ((config.vocab_size, "its config gives"), (width, "the graph outputs")):
         if size is not None and size != len(vocab):
             raise W2VError(
                 f"{path}: the vocabulary has {len(vocab)} tokens but {what} {size} logits a frame; "
                 "the vocabulary does not belong to this model"
             )
-    parameters = sum(math.prod(t.dims) for t in proto.graph.initializer if len(t.dims) > 0)
     return OnnxModelInfo(config, vocab, bool(meta.get("normalize")), bool(meta.get("int8")), parameters)
+
+
+def open_session(path: str | os.PathLike, threads: int | None = None):
+    """An ONNX Runtime session on the CPU for the file at `path`; one W2VError when it cannot load."""
+    ort = import_ort()
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or torch.get_num_threads()
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as e:  # noqa: BLE001 - ONNX Runtime's one error type for any bad graph
+        try:
+            import onnx  # noqa: F401
+        except ImportError:
+            pass
+        else:
+            _load_proto(path)  # a file that is not ONNX at all says so, as `w2v info` does
+        reason = (str(e).splitlines() or [type(e).__name__])[0][:200]
+        raise W2VError(f"{path}: ONNX Runtime cannot load it ({reason})") from None
 
 
 class OnnxCTC:
@@ -306,20 +357,24 @@ class OnnxCTC:
     no lengths input); the engine sends one input at a time on the CPU."""
 
     def __init__(
-        self, path: str | os.PathLike, config: ModelConfig, threads: int | None = None, vocab_size: int = 0
+        self,
+        path: str | os.PathLike,
+        config: ModelConfig,
+        threads: int | None = None,
+        vocab_size: int = 0,
+        session=None,
     ):
-        ort = import_ort()
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
-        options.log_severity_level = 3
-        try:
-            self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as e:  # noqa: BLE001 - ONNX Runtime's one error type for any bad graph
-            reason = (str(e).splitlines() or [type(e).__name__])[0][:200]
-            raise W2VError(f"{path}: ONNX Runtime cannot load it ({reason})") from None
+        self.session = session if session is not None else open_session(path, threads)
         self.config = config
         self.path = Path(path)
         self.vocab_size = vocab_size  # logits per frame the caller's vocabulary names (0: unchecked)
+
+    @classmethod
+    def open(cls, path: str | os.PathLike, threads: int | None = None) -> tuple[OnnxCTC, OnnxModelInfo]:
+        """The model at `path` and what its metadata says, checked, from one ONNX Runtime session."""
+        session = open_session(path, threads)
+        info = session_info(session, path)
+        return cls(path, info.config, vocab_size=len(info.vocab), session=session), info
 
     def __call__(self, wav: torch.Tensor, lengths: torch.Tensor | None = None):
         if lengths is not None and wav.shape[0] > 1:

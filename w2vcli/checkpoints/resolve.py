@@ -211,16 +211,15 @@ def _has_onnxruntime() -> bool:
 
 def _load_onnx_file(path: Path, device: str, int8: bool, engine: str) -> LoadedModel:
     """An ONNX file written by `w2v export`: its metadata carries the config and the vocabulary."""
-    from w2vcli.checkpoints.onnx import OnnxCTC, load_info
+    from w2vcli.checkpoints.onnx import OnnxCTC
 
     if engine == "torch":
         raise UsageError(f"{path} is an ONNX model: it runs on --engine onnx (or auto), not torch")
     if device != "cpu":
         raise UsageError(f"{path} is an ONNX model, which runs on the CPU; add --device cpu")
-    info = load_info(path)
+    model, info = OnnxCTC.open(path)
     if int8 and not info.int8:
         raise UsageError(
             f"{path} is an fp32 ONNX model; export an int8 one (w2v export --int8) or drop --int8"
         )
-    model = OnnxCTC(path, info.config, vocab_size=len(info.vocab))
     return LoadedModel(model, info.config, info.vocab, path, info.normalize, "onnx")
