@@ -7,6 +7,7 @@ built directly with the same values (its defaults are the library's, which the C
 
 import dataclasses
 import json
+from types import SimpleNamespace
 
 import pytest
 import typer
@@ -48,14 +49,18 @@ TABLE = [
 ]  # fmt: skip
 
 
+LOADED = SimpleNamespace(engine="torch", device="cpu", why="--engine torch")
+
+
 @pytest.fixture
 def recorded(monkeypatch):
     """Replace the loader and the pipeline; return what they were called with."""
     calls: dict = {}
 
-    def load_model(spec, device="cpu", int8=False, engine=None, announce=None):
+    def load_model(spec, device="cpu", int8=False, engine=None, announce=None, audio_seconds=None):
         calls["load"] = {"spec": spec, "device": device, "int8": int8, "engine": engine}
-        return "the loaded model"
+        calls["audio_seconds"] = audio_seconds
+        return LOADED
 
     def transcribe(items, loaded, options=None, on_progress=None):
         calls["run"] = {"loaded": loaded, "options": options, "items": [it.audio for it in items]}
@@ -75,7 +80,7 @@ def test_each_flag_reaches_the_pipeline(recorded, tmp_path, flags, fields, int8)
     assert json.loads(r.stdout) == {"audio": audio, "text": "ok", "duration": 1.0, "elapsed": 0.5, "rtf": 0.5}
     assert recorded["load"]["spec"] == "some/model"
     assert recorded["load"]["int8"] is int8
-    assert recorded["run"]["loaded"] == "the loaded model"
+    assert recorded["run"]["loaded"] == LOADED
     assert recorded["run"]["items"] == [audio]
     expected = dataclasses.replace(TranscribeOptions(), **fields)
     got = recorded["run"]["options"]
@@ -108,3 +113,17 @@ def test_engine_reaches_the_loader(recorded, tmp_path, flags, engine):
     r = CliRunner().invoke(app, ["transcribe", str(tmp_path / "a.wav"), "-m", "m", *flags])
     assert r.exit_code == 0, r.output
     assert recorded["load"]["engine"] == engine  # None: $W2V_ENGINE, else auto
+
+
+def test_the_jobs_audio_reaches_the_loader(recorded, tmp_path):
+    """The auto engine weighs an export against the job's audio, read from the files' headers."""
+    import numpy as np
+    import soundfile as sf
+
+    for i, seconds in enumerate([1.5, 2.25]):
+        sf.write(tmp_path / f"{i}.wav", np.zeros(int(seconds * 8000), np.float32), 8000)
+    (tmp_path / "bad.wav").write_text("not audio")  # weighs nothing; the pipeline reports it
+    r = CliRunner().invoke(app, ["transcribe", str(tmp_path), "-m", "m"])
+    assert r.exit_code == 0, r.output
+    assert recorded["audio_seconds"] == pytest.approx(3.75)
+    assert "engine torch fp32 on cpu (--engine torch)" in " ".join(r.stderr.split())

@@ -74,13 +74,18 @@ def _readable(path: Path) -> Path:
     return path
 
 
+def cached_path(directory: Path, int8: bool) -> Path:
+    """Where the cache keeps (or would keep) the export of the model in `directory`."""
+    return cache_dir() / "onnx" / f"{cache_key(directory, int8)}{'-int8' if int8 else ''}.onnx"
+
+
 def cached_export(directory: Path, int8: bool, announce=None, open_entry=_readable):
     """`open_entry(path)` of the ONNX file of the CTC model in `directory`, exported into the cache first
     when it is missing or cannot be opened (`announce(msg)` is told: exporting takes seconds for
     tiny, about half a minute for base). `open_entry` raises W2VError for a file it cannot use."""
     say = announce or (lambda message: None)
-    root = cache_dir() / "onnx"
-    path = root / f"{cache_key(directory, int8)}{'-int8' if int8 else ''}.onnx"
+    path = cached_path(directory, int8)
+    root = path.parent
     if _is_file(path):
         try:
             opened = open_entry(path)

@@ -49,6 +49,7 @@ class LoadedModel:
     normalize: bool = False  # inputs must be normalised by the caller (the model's own step is off)
     engine: str = "torch"  # "torch" (model is a Wav2Vec2ForCTC) or "onnx" (an OnnxCTC on ONNX Runtime)
     device: str = "cpu"
+    why: str = ""  # how the engine was chosen, for the summary line ("--engine onnx", "auto: ...")
 
 
 def _is_model_dir(path: Path) -> bool:
@@ -117,20 +118,29 @@ def resolve_model(spec: str | None, given_as: str = "--model") -> Path:
 
 
 def load_model(
-    spec: str | None, device: str = "cpu", int8: bool = False, engine: str | None = None, announce=None
+    spec: str | None,
+    device: str = "cpu",
+    int8: bool = False,
+    engine: str | None = None,
+    announce=None,
+    audio_seconds: float | None = None,
 ) -> LoadedModel:
     """Resolve, load (converting Hugging Face weights), check it is a CTC model with a vocabulary, and
-    put it on its engine: `engine` "auto" (None: $W2V_ENGINE, else auto) is ONNX Runtime on the CPU
-    when it is installed, PyTorch otherwise. An on-the-fly ONNX export is cached (`announce(msg)` is
-    told when one is made); a cached one is used without loading the weights. Where `auto` cannot
-    write the cache (read-only, full), it runs on PyTorch and says so."""
+    put it on its engine: `engine` "auto" (None: $W2V_ENGINE, else auto) is, on the CPU, whichever
+    of PyTorch and ONNX Runtime this model's calibration on this CPU says is cheaper for a job of
+    `audio_seconds` (math.inf: a server; None: unknown, so no export or calibration is started for it;
+    checkpoints/engine_choice.py), PyTorch elsewhere. An ONNX
+    export is cached (`announce(msg)` is told when one is made, or a calibration runs); a cached one
+    is used without loading the weights. Where `auto` cannot write the cache (read-only, full), it
+    runs on PyTorch and says so."""
     if spec and Path(spec).suffix == ".onnx" and Path(spec).is_file():  # $W2V_ENGINE does not apply
         return _load_onnx_file(Path(spec), device, int8, _engine_choice(engine, environment=False)[0])
     engine, source = _engine_choice(engine)
     path = resolve_model(spec)
     auto = engine == "auto"
+    why = source
     if auto:
-        engine = "onnx" if device == "cpu" and _has_onnxruntime() else "torch"
+        engine, why = _auto_engine(path, device, int8, audio_seconds, announce)
     if engine == "onnx":
         if device != "cpu":
             raise UsageError(f"{source} runs on the CPU; add --device cpu or use --engine torch")
@@ -147,8 +157,9 @@ def load_model(
                     "set W2V_CACHE to a writable folder for ONNX Runtime"
                 )
         else:
-            loaded.path = path
+            loaded.path, loaded.why = path, why
             return loaded
+        why = "auto: the ONNX cache cannot be written"
     ckpt, vocab = load_ctc(path)
     model = ckpt.model.eval().requires_grad_(False)
     normalize = ckpt.config.do_normalize
@@ -161,7 +172,35 @@ def load_model(
         model = quantize(model, amx=cpu_has_amx())
     if normalize:  # chunks of a long file must share the whole file's statistics: the caller normalises
         model.wav2vec2.config = ckpt.config.replace(do_normalize=False)
-    return LoadedModel(model.to(device), ckpt.config, vocab, path, normalize, "torch", device)
+    return LoadedModel(model.to(device), ckpt.config, vocab, path, normalize, "torch", device, why)
+
+
+def _auto_engine(
+    path: Path, device: str, int8: bool, audio_seconds: float | None, announce
+) -> tuple[str, str]:
+    """(engine, why) for `--engine auto`: PyTorch off the CPU or without onnxruntime; on the CPU what
+    this model's calibration says, calibrating first when the job is long (engine_choice.decide)."""
+    if device != "cpu":
+        return "torch", f"auto: PyTorch on {device}"
+    if not _has_onnxruntime():
+        return "torch", "auto: onnxruntime is not installed"
+    from w2vcli.checkpoints import engine_choice
+    from w2vcli.checkpoints.onnx_cache import CacheUnwritable, cached_path
+
+    exported = cached_path(path, int8).is_file()
+    decision = engine_choice.decide(engine_choice.lookup(path, int8), audio_seconds, exported)
+    if decision.calibrate:
+        try:
+            record = engine_choice.calibrate(path, int8, announce)
+        except CacheUnwritable as e:
+            if announce:
+                announce(
+                    f"the ONNX cache {e.root} cannot be written ({e.reason}): running on PyTorch; "
+                    "set W2V_CACHE to a writable folder for ONNX Runtime"
+                )
+            return "torch", "auto: the ONNX cache cannot be written"
+        decision = engine_choice.decide(record, audio_seconds, cached_path(path, int8).is_file())
+    return decision.engine, decision.why
 
 
 def load_ctc(path: Path):
@@ -222,4 +261,4 @@ def _load_onnx_file(path: Path, device: str, int8: bool, engine: str) -> LoadedM
         raise UsageError(
             f"{path} is an fp32 ONNX model; export an int8 one (w2v export --int8) or drop --int8"
         )
-    return LoadedModel(model, info.config, info.vocab, path, info.normalize, "onnx")
+    return LoadedModel(model, info.config, info.vocab, path, info.normalize, "onnx", why="an ONNX file")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Annotated
@@ -120,7 +121,7 @@ def serve(
     )
 
     def load():
-        loaded = load_model(spec, device=dev, int8=int8, engine=engine, announce=say)
+        loaded = load_model(spec, device=dev, int8=int8, engine=engine, announce=say, audio_seconds=math.inf)
         return loaded, options, beam_options(options)
 
     limits = BatchLimits(max_queue=max_queue, max_wait=max_wait_ms / 1000)

@@ -156,10 +156,19 @@ def transcribe(
     from w2vcli.console import err
 
     loaded = load_model(
-        model, device=dev, int8=int8, engine=engine, announce=lambda m: err.print(m, markup=False)
+        model,
+        device=dev,
+        int8=int8,
+        engine=engine,
+        announce=lambda m: err.print(m, markup=False),
+        audio_seconds=job_audio_seconds(items),
     )
     failed = run_with_progress(
-        lambda on_progress: run(items, loaded, options, on_progress), items, ledger, formats
+        lambda on_progress: run(items, loaded, options, on_progress),
+        items,
+        ledger,
+        formats,
+        engine=engine_line(loaded, int8),
     )
     if failed:
         raise typer.Exit(1)
@@ -185,9 +194,32 @@ def _emit(result, items, ledger, formats) -> None:
         raise typer.Exit(141) from None
 
 
-def run_with_progress(start_pipeline, items, ledger, formats, verb: str = "transcribing") -> int:
+def job_audio_seconds(items, probe_at_most: int = 2000) -> float:
+    """The job's audio, from the files' headers (the auto engine weighs an export against it). Past
+    `probe_at_most` files the rest are assumed alike; unreadable files count as nothing."""
+    from w2vcli.data.audio import probe_audio
+
+    total, probed = 0.0, items[:probe_at_most]
+    for it in probed:
+        try:
+            info = probe_audio(it.path)
+        except Exception:  # noqa: BLE001 - the pipeline reports this input's error; here it weighs nothing
+            continue
+        total += info.frames / max(info.sample_rate, 1)
+    return total * len(items) / max(len(probed), 1)
+
+
+def engine_line(loaded, int8: bool) -> str:
+    """How the model runs, for the summary line: "onnx int8 (auto: ...)"."""
+    precision = "int8" if int8 else "fp32"
+    return f"{loaded.engine} {precision} on {loaded.device} ({loaded.why})" if loaded.why else loaded.engine
+
+
+def run_with_progress(
+    start_pipeline, items, ledger, formats, verb: str = "transcribing", engine: str = ""
+) -> int:
     """Drive the pipeline under a progress bar (files, audio, real-time factor); returns the failures,
-    counting every input that produced no result as one."""
+    counting every input that produced no result as one. `engine` ends the summary line."""
     from rich.progress import TextColumn
 
     from w2vcli.console import err, error, progress
@@ -217,7 +249,7 @@ def run_with_progress(start_pipeline, items, ledger, formats, verb: str = "trans
     rtf = f", RTF {wall / audio_seconds:.3f}" if audio_seconds else ""
     err.print(
         f"{done} {verb.replace('ing', 'ed')}, {failed + missing} failed: {audio_seconds / 60:.1f} min of audio "
-        f"in {wall:.1f} s{rtf}",
+        f"in {wall:.1f} s{rtf}" + (f"; engine {engine}" if engine else ""),
         markup=False,
     )
     return failed + missing
