@@ -3,7 +3,7 @@
     python bench/bench_cli.py marginal --preset base --rounds 9     # 59 s of speech, start-up cancelled
     python bench/bench_cli.py cold --preset base --tries 3          # a model never seen: first run vs warm
     python bench/bench_cli.py folder --preset base --files 100      # a folder of short files
-    python bench/bench_cli.py accuracy --model runs/ft --test examples/mini/test   # text per engine
+    python bench/bench_cli.py accuracy --model runs/ft --test data/test.jsonl   # text per engine
 
 Every command is a fresh process, as a user's is: `python -m w2vcli transcribe ...` for ours,
 `bench/hf_transcribe.py` (from_pretrained, the processor, one forward pass per file, argmax, decode)
@@ -19,8 +19,8 @@ Audio is real speech (examples/mini/test, tiled).
   default engine), then the same command again (warm). The ratio is the export tax a one-off job pays
   (the issue's aim: cold within 1.5x of warm). `--engine onnx` as well, to show what forcing it costs.
 - `folder`: `w2v transcribe DIR` over N files of 1-5 s, each variant per round.
-- `accuracy`: a trained model's text on each engine and precision, CER against the references
-  (`w2v score`), and how many texts equal PyTorch fp32's.
+- `accuracy`: a trained model's text on each engine and precision over a prep manifest, WER and CER
+  against its references (`w2v score`), and how many texts equal PyTorch fp32's.
 
 Variants: transformers; `w2v` with `--engine torch` and `--engine onnx`, each fp32 and `--int8`; and
 `w2v` with no engine flag (auto: what users get). The ONNX exports and the auto engine's calibration
@@ -104,8 +104,12 @@ def header(a, env: dict) -> None:
     )
 
 
-def warm_up(cmds: dict, files: list[str], env: dict) -> None:
-    """One untimed run of each variant: exports and calibration happen here, not in the timing."""
+def warm_up(cmds: dict, files: list[str], env: dict, ckpt: Path) -> None:
+    """The auto engine's calibration (fp32 and int8, as `w2v info --engines` makes it), then one
+    untimed run of each variant: exports happen here, not in the timing."""
+    for precision in ([], ["--int8"]):
+        t = run(w2v("info", str(ckpt), "--engines", *precision), env)
+        print(f"  calibration {' '.join(precision) or 'fp32'}: {t:.1f} s", flush=True)
     for name, cmd in cmds.items():
         t = run(cmd(files), env)
         print(f"  warm-up {name}: {t:.1f} s", flush=True)
@@ -135,7 +139,7 @@ def cmd_marginal(a, tmp: Path) -> None:
     short = str(write(tmp / "one.flac", speech(1.0)))
     long = str(write(tmp / "sixty.flac", speech(a.seconds)))
     cmds = commands(ckpt, hf, a.variants)
-    warm_up(cmds, [short], env)
+    warm_up(cmds, [short], env, ckpt)
     names = list(cmds)
     marginal: dict[str, list[float]] = {n: [] for n in names}
     for r in range(a.rounds):
@@ -194,7 +198,7 @@ def cmd_folder(a, tmp: Path) -> None:
         seconds += len(wav) / 16000
     print(f"{a.files} files, {seconds / 60:.1f} min of speech", flush=True)
     cmds = commands(ckpt, hf, a.variants)
-    warm_up(cmds, [str(folder)], env)
+    warm_up(cmds, [str(folder)], env, ckpt)
     names = list(cmds)
     times: dict[str, list[float]] = {n: [] for n in names}
     for r in range(a.rounds):
@@ -258,7 +262,7 @@ def main() -> None:
     f.add_argument("--rounds", type=int, default=3)
     acc = sub.add_parser("accuracy", parents=[common])
     acc.add_argument("--model", type=Path, required=True)
-    acc.add_argument("--test", type=Path, required=True, help="a folder of audio with .txt references")
+    acc.add_argument("--test", type=Path, required=True, help="a prep manifest (JSONL with references)")
     a = ap.parse_args()
     np.random.seed(a.seed)
     with tempfile.TemporaryDirectory(prefix="bench-cli-") as tmp:
