@@ -170,6 +170,7 @@ def cmd_cold(a, tmp: Path) -> None:
         for i in range(a.tries):
             model = tmp / f"model-{label[:2]}-{i}"
             shutil.copytree(base, model)
+            os.sync()  # the copy's write-back is not the cold run's cost
             env_i = {**env, "W2V_CACHE": str(tmp / f"cache-{label[:2]}-{i}")}
             cold = run(w2v("transcribe", clip, "-m", str(model), *flags), env_i)
             warm = statistics.median(

@@ -5,7 +5,8 @@ Which engine wins depends on the CPU and the model: ONNX Runtime ran base 1.17x 
 AVX2-only EPYC where PyTorch ran 1.03x, and 1.31x against 0.92x on an AVX-512 one (bench/RESULTS.md);
 an AMX CPU changes the picture again. So nothing is guessed from the vendor: a calibration times
 both engines (in the precision asked for) on CALIBRATION_SECONDS of audio, a warm-up and then the
-median of three forward passes, and records the seconds of compute per second of audio, the time to
+median of five forward passes each, the engines in turns so that other load hits both alike (one
+engine timed after the other swung the fp32 verdict on a quiet machine), and records the seconds of compute per second of audio, the time to
 load each, and the time the export took. Records live in `cache_dir()/engines.json`, keyed by the
 CPU (model name, the instruction-set flags that pick kernels, core count, torch and onnxruntime
 versions) and the model (its export cache key, so a changed model is a new record).
@@ -38,7 +39,7 @@ from w2vcli.fsutil import atomic_write, flocked
 
 CALIBRATION_FILE = "engines.json"
 CALIBRATION_SECONDS = 10.0  # audio per timed pass: a typical utterance, and short enough to be quick
-CALIBRATION_REPEATS = 3
+CALIBRATION_REPEATS = 5  # rounds of one pass each, engines in turns
 CALIBRATE_AFTER = 600.0  # seconds of audio from which a job without a record calibrates first
 _FLAGS = (
     "avx2",
@@ -173,19 +174,22 @@ def decide(record: Calibration | None, audio_seconds: float | None, exported: bo
     return Decision("torch", False, f"auto: {rates}")
 
 
-def _timed(run, audio_seconds: float) -> float:
-    """Median seconds per audio second of `run()` after one warm-up."""
-    run()
-    times = []
-    for _ in range(CALIBRATION_REPEATS):
-        t = time.perf_counter()
+def _alternating(runs: dict, audio_seconds: float) -> dict[str, float]:
+    """Median seconds per audio second of each of `runs` (name -> function), after one warm-up each,
+    timed in turns so that whatever else slows the machine slows both alike."""
+    for run in runs.values():
         run()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times) / audio_seconds
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(CALIBRATION_REPEATS):
+        for name, run in runs.items():
+            t = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - t)
+    return {name: statistics.median(ts) / audio_seconds for name, ts in times.items()}
 
 
-def _on_torch(directory: Path, int8: bool, wav: torch.Tensor) -> tuple[float, float]:
-    """(seconds per audio second, seconds to load) of the model on PyTorch."""
+def _on_torch(directory: Path, int8: bool, wav: torch.Tensor):
+    """(a function running the model on PyTorch once, seconds it took to load)."""
     from w2vcli.checkpoints.resolve import load_ctc
 
     t = time.perf_counter()
@@ -202,7 +206,7 @@ def _on_torch(directory: Path, int8: bool, wav: torch.Tensor) -> tuple[float, fl
         with torch.inference_mode():
             model(wav)
 
-    return _timed(run, wav.shape[-1] / SAMPLE_RATE), load
+    return run, load
 
 
 def calibrate(directory: Path, int8: bool, announce=None) -> Calibration:
@@ -220,8 +224,8 @@ def calibrate(directory: Path, int8: bool, announce=None) -> Calibration:
             np.float32
         )
     )[None]
-    torch_rate, torch_load = _on_torch(directory, int8, wav)
-    onnx_rate = onnx_load = export = None
+    runs = {}
+    onnx_load = export = None
     try:
         exported = onnx_cache.cached_path(directory, int8).is_file()
         t = time.perf_counter()
@@ -230,15 +234,17 @@ def calibrate(directory: Path, int8: bool, announce=None) -> Calibration:
         t = time.perf_counter()
         session, _ = OnnxCTC.open(path)
         onnx_load = time.perf_counter() - t
-        onnx_rate = _timed(lambda: session(wav), CALIBRATION_SECONDS)
+        runs["onnx"] = lambda: session(wav)
     except ImportError:
         pass
+    runs["torch"], torch_load = _on_torch(directory, int8, wav)
+    rates = _alternating(runs, CALIBRATION_SECONDS)
     previous = lookup(directory, int8)
     if export is None and previous is not None:
         export = previous.export
     record = Calibration(
-        torch=torch_rate,
-        onnx=onnx_rate,
+        torch=rates["torch"],
+        onnx=rates.get("onnx"),
         torch_load=torch_load,
         onnx_load=onnx_load or 0.0,
         export=export,

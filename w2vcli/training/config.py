@@ -38,6 +38,7 @@ class TrainConfig:
     clip_norm: float = 10.0  # 0: no clipping (the norm is still logged)
     amp: bool | None = None  # None: on GPUs (bf16 where supported, else fp16 + loss scaling), off on CPUs;
     # True on a CPU: bf16, which needs AMX-BF16 (without it bf16 matmuls are far slower than fp32)
+    grad_checkpointing: bool = False  # recompute each transformer layer in backward instead of keeping it
     device: str = "auto"
     seed: int = 0
     workers: int = 0

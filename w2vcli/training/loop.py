@@ -51,6 +51,10 @@ class Trainer:
         clock: Callable[[], float] = time.monotonic,
     ):
         self.model, self.task, self.loader, self.cfg, self.run = model.to(device), task, loader, cfg, run
+        if cfg.grad_checkpointing:
+            for m in model.modules():
+                if hasattr(m, "grad_checkpointing"):
+                    m.grad_checkpointing = True
         self.device, self.dist, self.validate, self.vocab = device, dist, validate, vocab
         self.info = info or {}
         self.clock = clock  # seconds, for the time budget: tests pass a fake one to count exactly

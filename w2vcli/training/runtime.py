@@ -1,7 +1,13 @@
-"""Where training runs: device selection and DDP through torchrun's environment variables.
+"""Where training runs: device selection and DDP through torchrun's or Slurm's environment variables.
 
-`torchrun --nproc_per_node N -m w2vcli pretrain ...` sets RANK, WORLD_SIZE and LOCAL_RANK; without
-them everything here is a no-op for a single process. Backend: nccl on CUDA, gloo elsewhere.
+`torchrun --nproc_per_node N -m w2vcli pretrain ...` sets RANK, WORLD_SIZE and LOCAL_RANK (and
+MASTER_ADDR/PORT). Without torchrun, a job step started by Slurm's `srun` (one task per GPU or CPU
+share, `srun -N 2 --ntasks-per-node 4 w2v pretrain ...`) is read from Slurm's own variables:
+SLURM_PROCID, SLURM_STEP_NUM_TASKS, SLURM_LOCALID, and the master is the first host of
+SLURM_STEP_NODELIST with MASTER_PORT, else a port drawn from the job id (so two jobs sharing a node
+do not collide). torchrun's variables win when both are present; a batch script's own shell (no
+step) is one process. Without either, everything here is a no-op for a single process.
+Backend: nccl on CUDA, gloo elsewhere.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ class Dist:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    master: str | None = None  # "host:port" to rendezvous at, when it is not in MASTER_ADDR/PORT (Slurm)
 
     @property
     def enabled(self) -> bool:
@@ -33,7 +40,46 @@ class Dist:
 
 
 def from_env(env=os.environ) -> Dist:
-    return Dist(int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0)))
+    """This process's place in the job: torchrun's variables, else a Slurm job step's, else alone."""
+    try:
+        if "RANK" in env or "WORLD_SIZE" in env:
+            return Dist(int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0)))
+        if "SLURM_PROCID" in env and "SLURM_STEP_NUM_TASKS" in env:
+            return _from_slurm(env)
+    except ValueError as e:
+        raise UsageError(f"the distributed environment is malformed ({e})") from None
+    return Dist()
+
+
+def _from_slurm(env) -> Dist:
+    world = int(env["SLURM_STEP_NUM_TASKS"])
+    if world <= 1:
+        return Dist()
+    nodes = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST") or ""
+    host = env.get("MASTER_ADDR") or first_host(nodes)
+    if not host:
+        raise UsageError(
+            "a Slurm step of several tasks without SLURM_STEP_NODELIST or MASTER_ADDR: cannot rendezvous"
+        )
+    port = env.get("MASTER_PORT") or str(20000 + int(env.get("SLURM_JOB_ID", "0") or 0) % 20000)
+    return Dist(int(env["SLURM_PROCID"]), world, int(env.get("SLURM_LOCALID", 0)), f"{host}:{int(port)}")
+
+
+def first_host(nodelist: str) -> str:
+    """The first host of a Slurm host list: "gpu[07-09,12],cpu3" -> "gpu07" (zero padding kept).
+    Written here rather than calling `scontrol show hostnames`, which a compute node may not have."""
+    depth, end = 0, len(nodelist)
+    for i, ch in enumerate(nodelist):
+        depth += (ch == "[") - (ch == "]")
+        if ch == "," and depth == 0:
+            end = i
+            break
+    name = nodelist[:end].strip()
+    if "[" not in name or "]" not in name:
+        return name
+    prefix, rest = name.split("[", 1)
+    inside, suffix = rest.split("]", 1)
+    return first_host(prefix + inside.split(",")[0].split("-")[0] + suffix)
 
 
 def select_device(name: str, dist: Dist) -> torch.device:
@@ -74,7 +120,8 @@ def cpu_has_amx() -> bool:
 def init(dist: Dist, device: torch.device) -> None:
     if dist.enabled and not torch_dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
-        torch_dist.init_process_group(backend, rank=dist.rank, world_size=dist.world_size)
+        method = f"tcp://{dist.master}" if dist.master else None  # None: MASTER_ADDR/PORT (env://)
+        torch_dist.init_process_group(backend, init_method=method, rank=dist.rank, world_size=dist.world_size)
 
 
 def shutdown(dist: Dist) -> None:
