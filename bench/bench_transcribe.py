@@ -41,6 +41,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from w2vcli.checkpoints.engine_choice import cpu_description  # noqa: E402
 from w2vcli.checkpoints.native import save_checkpoint  # noqa: E402
 from w2vcli.checkpoints.resolve import load_model  # noqa: E402
 from w2vcli.data.text import Vocabulary  # noqa: E402
@@ -107,26 +108,7 @@ def timed(runs: dict, repeats: int, warmup: int) -> dict[str, tuple[float, float
 
 def cpu_flags() -> str:
     """The CPU's model and the instruction-set flags that decide fp32, bf16 and int8 speed."""
-    wanted = (
-        "avx2",
-        "fma",
-        "avx512f",
-        "avx512_vnni",
-        "avx_vnni",
-        "avx512_bf16",
-        "amx_tile",
-        "amx_bf16",
-        "amx_int8",
-    )
-    try:
-        info = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine()
-    model = next(
-        (ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "?"
-    )
-    flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), [])
-    return f"{model!r} flags={','.join(f for f in wanted if f in flags) or 'none'}"
+    return cpu_description()
 
 
 def header(a, **extra) -> None:

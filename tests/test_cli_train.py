@@ -45,13 +45,16 @@ def test_pretrain_a_plain_folder_then_finetune_and_curves(audio, tmp_path):
             "0.99",
             "--diversity-weight",
             "0.5",
+            "--grad-checkpointing",
         ],
     )
     assert r.exit_code == 0, r.output
     assert (run / "data" / "train.jsonl").is_file() and (run / "checkpoints" / "update-2").is_dir()
     settings = json.loads((run / "train.json").read_text())
     assert settings["train"]["crop_seconds"] == 0.5 and settings["train"]["gumbel_decay"] == 0.99
-    assert settings["model"]["diversity_loss_weight"] == 0.5
+    assert (
+        settings["model"]["diversity_loss_weight"] == 0.5 and settings["train"]["grad_checkpointing"] is True
+    )
     temperatures = [json.loads(x)["temperature"] for x in (run / "metrics.jsonl").read_text().splitlines()]
     assert temperatures[-1] < 20.0 * 0.99**0.5  # from the tiny recipe's start, at the rate asked for
     both = runner.invoke(
@@ -98,6 +101,7 @@ def test_pretrain_a_plain_folder_then_finetune_and_curves(audio, tmp_path):
             "0.1",
             "--reinit-layers",
             "1",
+            "--grad-checkpointing",
             *FAST[:4],
         ],
     )
@@ -107,6 +111,7 @@ def test_pretrain_a_plain_folder_then_finetune_and_curves(audio, tmp_path):
     assert settings["train"]["speed_perturb"] == [0.9, 1.1]
     assert settings["model"]["hidden_dropout"] == settings["model"]["attention_dropout"] == 0.2
     assert settings["model"]["layerdrop"] == 0.1 and settings["train"]["reinit_layers"] == 1
+    assert settings["train"]["grad_checkpointing"] is True
     too_many = runner.invoke(
         app,
         [
