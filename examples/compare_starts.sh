@@ -6,7 +6,8 @@
 #   bash examples/compare_starts.sh shipped=examples/pretrained/tiny new=../pt/run_aug scratch=none
 #
 # Each ARM=START is `w2v finetune --init START` (a run, a checkpoint, or none) with the tiny recipe and
-# speed perturbation. Budget: CS_UPDATES updates (default 2000; equal updates whatever else loads the
+# speed perturbation; ARM=START:FLAGS adds fine-tuning flags to that arm, e.g.
+# `frozen=examples/pretrained/tiny:--freeze-updates 0.1`. Budget: CS_UPDATES updates (default 2000; equal updates whatever else loads the
 # machine; a pretrained start's frozen CNN makes its updates cheaper, so equal updates give scratch more
 # compute, not less), CS_MINUTES a safety cap. CS_JOBS arms at a time (default 2), one thread each.
 # Writes CS_OUT (default ../compare_starts): data/, ARM/ runs, hypotheses, scores and summary.tsv.
@@ -30,10 +31,12 @@ if [ ! -f "$out/data/l10/train.jsonl" ]; then
   .venv/bin/python examples/study.py split "$out/data/prep" "$out/data" > /dev/null
 fi
 
-arm() {  # NAME START
-  local name=$1 start=$2
+arm() {  # NAME START[:FLAGS]
+  local name=$1 start=${2%%:*} flags=()
+  if [[ $2 == *:* ]]; then read -ra flags <<< "${2#*:}"; fi
   w2v finetune "$out/data/l10" --init "$start" --out "$out/$name" --preset tiny --max-updates "$updates" \
-    --max-minutes "$minutes" --log-every 50 --speed-perturb 0.9,1,1.1 --device cpu 2> "$out/$name.log"
+    --max-minutes "$minutes" --log-every 50 --speed-perturb 0.9,1,1.1 --device cpu "${flags[@]}" \
+    2> "$out/$name.log"
   for test in test test-noisy; do
     w2v transcribe "$out/data/$test.jsonl" --model "$out/$name" --engine torch \
       > "$out/$name-$test-hyp.jsonl" 2>> "$out/$name.log"

@@ -101,6 +101,8 @@ def test_pretrain_a_plain_folder_then_finetune_and_curves(audio, tmp_path):
             "0.1",
             "--reinit-layers",
             "1",
+            "--layer-decay",
+            "0.8",
             "--grad-checkpointing",
             *FAST[:4],
         ],
@@ -111,7 +113,7 @@ def test_pretrain_a_plain_folder_then_finetune_and_curves(audio, tmp_path):
     assert settings["train"]["speed_perturb"] == [0.9, 1.1]
     assert settings["model"]["hidden_dropout"] == settings["model"]["attention_dropout"] == 0.2
     assert settings["model"]["layerdrop"] == 0.1 and settings["train"]["reinit_layers"] == 1
-    assert settings["train"]["grad_checkpointing"] is True
+    assert settings["train"]["grad_checkpointing"] is True and settings["train"]["layer_decay"] == 0.8
     too_many = runner.invoke(
         app,
         [
@@ -138,6 +140,7 @@ def test_pretrain_a_plain_folder_then_finetune_and_curves(audio, tmp_path):
         ("--speed-perturb", "0.9,3", "between 0.5 and 2"),
         ("--dropout", "1.5", "must lie in [0, 1)"),
         ("--reinit-layers", "1", "needs a pretrained --init"),
+        ("--layer-decay", "1.5", "--layer-decay must be in (0, 1]"),
     ],
 )
 def test_bad_regularisation_flags_are_one_clear_line(audio, tmp_path, flag, value, message):

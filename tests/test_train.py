@@ -217,6 +217,47 @@ def test_finetune_can_train_a_pretrained_feature_encoder(corpus, labelled, tmp_p
     assert not torch.equal(init[key], tuned[key])
 
 
+def test_layer_decay_gives_each_depth_its_share_of_the_lr(corpus, labelled, tmp_path):
+    from w2vcli.model import Wav2Vec2ForCTC
+    from w2vcli.pipelines.finetune import FinetuneTask, finetune
+
+    model = Wav2Vec2ForCTC(small_model(vocab_size=8))
+    layers = model.config.num_hidden_layers  # 2
+    groups = FinetuneTask(model.config, small_finetune(layer_decay=0.5)).parameters(model)
+    scale = {id(p): g["lr_scale"] for g in groups for p in g["params"]}
+    names = dict(model.named_parameters())
+    trainable = {n for n in names if not n.startswith("wav2vec2.feature_extractor.")}
+    assert {n for n, p in names.items() if id(p) in scale} == trainable  # each once, the CNN left out
+    assert sum(len(g["params"]) for g in groups) == len(trainable)
+    by_name = {n: scale[id(names[n])] for n in trainable}
+    assert by_name["lm_head.weight"] == by_name["wav2vec2.encoder.layer_norm.weight"] == 1.0
+    assert by_name["wav2vec2.encoder.layers.1.attention.q_proj.weight"] == 0.5  # the top layer
+    assert by_name["wav2vec2.encoder.layers.0.attention.q_proj.weight"] == 0.25
+    for below in ("wav2vec2.feature_projection.projection.weight", "wav2vec2.masked_spec_embed"):
+        assert by_name[below] == 0.5 ** (layers + 1)
+    with_cnn = FinetuneTask(model.config, small_finetune(layer_decay=0.5), train_cnn=True).parameters(model)
+    assert sum(len(g["params"]) for g in with_cnn) == len(names)
+    assert [g["lr_scale"] for g in FinetuneTask(model.config, small_finetune()).parameters(model)] == [1.0]
+
+    # In a run, the optimizer's groups learn at lr x scale, and a resume keeps them.
+    pretrain(corpus, tmp_path / "pt", small_train(max_updates=1), small_model())
+    cfg = small_finetune(max_updates=2, layer_decay=0.5, lr=1e-3, warmup=0)
+    result = finetune(labelled, tmp_path / "ft", cfg, str(tmp_path / "pt"), small_model())
+    assert json.loads((tmp_path / "ft" / "train.json").read_text())["train"]["layer_decay"] == 0.5
+    saved = load_trainer_state(result.checkpoint)["optimizer"]["param_groups"]
+    assert sorted(g["lr_scale"] for g in saved) == [0.125, 0.25, 0.5, 1.0]
+    top = max(saved, key=lambda g: g["lr_scale"])["lr"]
+    assert top > 0 and all(g["lr"] == pytest.approx(top * g["lr_scale"]) for g in saved)
+    resumed = finetune(
+        labelled,
+        tmp_path / "ft",
+        small_finetune(max_updates=3, layer_decay=0.5, lr=1e-3, warmup=0),
+        str(tmp_path / "pt"),
+        small_model(),
+    )
+    assert resumed.update == 3
+
+
 def test_reinit_layers_starts_only_the_top_layers_afresh():
     import copy
 

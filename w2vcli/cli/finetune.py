@@ -130,6 +130,14 @@ def finetune(
             help="Re-initialise the top N transformer layers of the pretrained model first (small models' top layers serve the pretraining task).",
         ),
     ] = 0,
+    layer_decay: Annotated[
+        float | None,
+        typer.Option(
+            "--layer-decay",
+            help="Layer-wise lr decay: the CTC head learns at --lr, transformer layer i of L at lr x decay^(L-i), the layers below lower still (1: off; recipe: 1).",
+            show_default=False,
+        ),
+    ] = None,
     valid_every: Annotated[
         float | None,
         typer.Option(
@@ -241,6 +249,7 @@ def finetune(
         "train_feature_encoder": train_feature_encoder,
         "freeze_updates": freeze_updates,
         "reinit_layers": reinit_layers,
+        "layer_decay": layer_decay,
         "valid_every": valid_every,
         "clip_norm": clip_norm,
         "amp": amp,

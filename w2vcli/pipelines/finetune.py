@@ -69,9 +69,24 @@ class FinetuneTask:
         self.frozen: bool | None = None
 
     def parameters(self, model):
-        if self.train_cnn:
-            return list(model.parameters())
-        return [p for n, p in model.named_parameters() if not n.startswith("wav2vec2.feature_extractor.")]
+        """Optimizer groups: one per depth, with an `lr_scale` (layer-wise lr decay, BEiT/data2vec):
+        the CTC head and the final layer norm at 1, transformer layer i of L at decay ** (L - i), what
+        comes before the transformer (CNN, projection, positional conv) at decay ** (L + 1). With no
+        decay, one group at 1."""
+        named = [
+            (n, p)
+            for n, p in model.named_parameters()
+            if self.train_cnn or not n.startswith("wav2vec2.feature_extractor.")
+        ]
+        decay, layers = self.cfg.layer_decay, self.config.num_hidden_layers
+        if decay == 1:
+            return [{"params": [p for _, p in named], "lr_scale": 1.0}]
+        depth: dict[int, list] = {}
+        for name, p in named:
+            depth.setdefault(layer_depth(name, layers), []).append(p)
+        return [
+            {"params": params, "lr_scale": decay ** (layers + 1 - d)} for d, params in sorted(depth.items())
+        ]
 
     def begin_update(self, model, update: int, spent: float) -> bool:
         freeze = self.cfg.freeze_updates
@@ -127,6 +142,22 @@ class FinetuneTask:
 
     def check(self, metrics: dict, update: int) -> list[str]:
         return []
+
+
+def layer_depth(name: str, layers: int) -> int:
+    """0 for what comes before the transformer, i + 1 for transformer layer i, layers + 1 for the
+    rest (the final layer norm, the CTC head)."""
+    prefix = "wav2vec2.encoder.layers."
+    if name.startswith(prefix):
+        return int(name[len(prefix) :].split(".", 1)[0]) + 1
+    before = (
+        "wav2vec2.feature_extractor.",
+        "wav2vec2.feature_projection.",
+        "wav2vec2.encoder.pos_conv_embed.",
+    )
+    if name.startswith(before) or name == "wav2vec2.masked_spec_embed":
+        return 0
+    return layers + 1
 
 
 def make_validator(

@@ -158,6 +158,7 @@ class FinetuneConfig(TrainConfig):
     freeze_updates: float = 0  # whole transformer frozen (only the CTC head trains) for these updates
     # (below 1: this fraction of the budget)
     reinit_layers: int = 0  # top transformer layers of a pretrained init re-initialised before fine-tuning
+    layer_decay: float = 1.0  # layer-wise lr decay: layer i of L learns at lr * layer_decay ** (L - i)
     valid_every: float = (
         500  # validate every N updates (below 1: each time this fraction of the budget passes)
     )
@@ -170,6 +171,8 @@ class FinetuneConfig(TrainConfig):
             problems.append("freeze_updates must not be negative")
         if self.reinit_layers < 0:
             problems.append("reinit_layers must not be negative")
+        if not 0 < self.layer_decay <= 1:
+            problems.append("layer_decay must be in (0, 1]")
         if self.best_by not in ("wer", "cer"):
             problems.append("best_by must be wer or cer")
         return problems

@@ -217,7 +217,7 @@ class Trainer:
         model = self._wrap()
         self._lr = lr_at(cfg, self.update, self.spent, self.stretch)
         for group in self.optimizer.param_groups:
-            group["lr"] = self._lr
+            group["lr"] = self._lr * group.get("lr_scale", 1.0)
         micro = []
         for _ in range(cfg.accumulate):
             seed, batch = next(stream)
