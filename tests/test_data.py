@@ -18,7 +18,7 @@ from w2vcli.data.loader import (
     filter_utterances,
     make_loader,
 )
-from w2vcli.data.manifest import Utterance, read_manifest, write_manifest
+from w2vcli.data.manifest import ManifestIndex, Utterance, read_manifest, write_manifest
 from w2vcli.data.text import Vocabulary
 from w2vcli.errors import W2VError
 
@@ -262,6 +262,55 @@ def test_loader_resume_continues_with_identical_crops(corpus):
     assert all(b.waveforms.shape[1] <= 0.1 * SR and b.waveforms.numel() <= 0.5 * SR for b in expected)
     # The next epoch crops differently.
     assert not all(_same(a, b) for a, b in zip(list(resumed), expected, strict=False))
+
+
+def test_manifest_index_reads_what_read_manifest_reads(tmp_path):
+    import json
+    import pickle
+
+    lines = [
+        {"id": "a", "audio": "a.wav", "duration": 0.01, "text": "x"},
+        {"id": "b", "audio": "sub/b.flac", "duration": 1.0, "text": "  "},
+        {"audio": "/abs/c.wav", "duration": 1.5, "text": "héllo wörld", "speaker": "s1"},
+        {"id": "d", "audio": "d.wav", "duration": 30.0, "text": "long"},
+        {"id": "e", "audio": "e.wav", "duration": 2.0},
+    ]
+    text = "\n".join(json.dumps(d, ensure_ascii=False) for d in lines[:2]) + "\n\n   \n"
+    text += "\n".join(json.dumps(d, ensure_ascii=False) for d in lines[2:])  # no final newline
+    path = tmp_path / "train.jsonl"
+    path.write_text(text, encoding="utf-8")
+    index, listed = ManifestIndex(path), read_manifest(path)
+    assert len(index) == 5 and list(index) == listed and index[-1] == listed[-1]
+    assert index.durations.tolist() == [0.01, 1.0, 1.5, 30.0, 2.0]
+    assert index.texted.tolist() == [True, False, True, True, False]
+    for args in [(), (0.025, 20.0, True), (0.025, None, True), (1.2, 5.0, False)]:
+        kept, skipped = filter_utterances(index, *args)
+        expected, expected_skipped = filter_utterances(listed, *args)
+        assert isinstance(kept, ManifestIndex) and list(kept) == expected and skipped == expected_skipped
+    clone = pickle.loads(pickle.dumps(index[1:4]))  # what a DataLoader worker gets
+    assert list(clone) == listed[1:4] and clone[0].audio == str(tmp_path / "sub/b.flac")
+    with pytest.raises(IndexError):
+        index[5]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(text + '\n{"id": "z", "duration": 1}\n', encoding="utf-8")
+    with pytest.raises(W2VError, match=r"bad.jsonl:8: not a manifest line"):
+        ManifestIndex(bad)
+    with pytest.raises(W2VError, match="cannot read manifest"):
+        ManifestIndex(tmp_path / "missing.jsonl")
+
+
+def test_a_loader_over_an_index_gives_the_batches_of_one_over_a_list(corpus, vocab):
+    utts, _ = corpus
+    index = ManifestIndex(utts[0].audio.rsplit("/", 1)[0] + "/train.jsonl")
+    for kwargs in ({"crop_seconds": 0.1}, {"vocab": vocab}):
+        listed = list(make_loader(utts, 0.5, seed=3, **kwargs))
+        indexed = list(make_loader(index, 0.5, seed=3, **kwargs))
+        assert all(_same(a, b) for a, b in zip(indexed, listed, strict=True))
+    workers = list(make_loader(index, 0.5, seed=3, crop_seconds=0.1, num_workers=2))
+    assert all(
+        _same(a, b)
+        for a, b in zip(workers, list(make_loader(utts, 0.5, seed=3, crop_seconds=0.1)), strict=True)
+    )
 
 
 def test_workers_give_the_same_batches_and_count_what_was_delivered(corpus):

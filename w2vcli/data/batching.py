@@ -83,6 +83,29 @@ def even_out(batches: list[list[int]], world_size: int) -> list[list[int]]:
     return batches
 
 
+class Packed(Sequence[list[int]]):
+    """Batches of indices in two arrays (all indices, where each batch starts): what a rank keeps
+    for an epoch, 8 bytes an utterance where lists of ints cost ~36."""
+
+    def __init__(self, batches: list[list[int]]) -> None:
+        self.flat = np.fromiter((i for b in batches for i in b), dtype=np.int64)
+        self.starts = np.cumsum([0] + [len(b) for b in batches], dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.starts) - 1
+
+    def __getitem__(self, k):
+        if isinstance(k, slice):
+            return [self[j] for j in range(*k.indices(len(self)))]
+        if not -len(self) <= k < len(self):
+            raise IndexError(k)
+        k %= len(self)
+        return self.flat[self.starts[k] : self.starts[k + 1]].tolist()
+
+    def __eq__(self, other) -> bool:
+        return list(self) == list(other)
+
+
 def batch_seed(seed: int, epoch: int, index: int) -> int:
     """A 32-bit seed for the randomness inside one batch (crop offsets), independent of workers."""
     return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0])
@@ -124,9 +147,10 @@ class LengthBatchSampler:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world size {world_size}")
         cap = float("inf") if max_item_seconds is None else max_item_seconds
-        self.costs = [min(float(d), cap) for d in durations]
+        costs = np.minimum(np.asarray(durations, dtype=np.float64), cap)
         if pad_grid:
-            self.costs = [grid_seconds(c) for c in self.costs]
+            costs = np.array([grid_seconds(c) for c in costs.tolist()], dtype=np.float64)
+        self.costs = costs  # an array: 8 bytes an utterance on every rank (a list of floats costs 32)
         self.batch_seconds = batch_seconds
         self.max_batch_size = max_batch_size
         self.shuffle = shuffle
@@ -135,7 +159,7 @@ class LengthBatchSampler:
         self.world_size = world_size
         self.epoch = 0
         self.position = 0
-        self._cache: tuple[int, list[list[int]]] | None = None
+        self._cache: tuple[int, Packed] | None = None
 
     def global_batches(self, epoch: int) -> list[list[int]]:
         """All ranks' batches for `epoch`, in the order they are consumed (rank r takes r, r+ws, ...)."""
@@ -144,17 +168,17 @@ class LengthBatchSampler:
         # Shuffling before a stable sort varies which equal-length items share a batch each epoch
         # (all items longer than the crop cost the same when pretraining).
         pre = rng.permutation(n) if self.shuffle else np.arange(n)
-        order = pre[np.argsort(np.asarray(self.costs)[pre], kind="stable")]
-        batches = pack_batches(self.costs, order.tolist(), self.batch_seconds, self.max_batch_size)
+        order = pre[np.argsort(self.costs[pre], kind="stable")]
+        batches = pack_batches(self.costs.tolist(), order.tolist(), self.batch_seconds, self.max_batch_size)
         batches = even_out(batches, self.world_size)
         if self.shuffle:
             batches = [batches[k] for k in rng.permutation(len(batches))]
         return batches
 
-    def batches(self, epoch: int) -> list[list[int]]:
+    def batches(self, epoch: int) -> Packed:
         """This rank's batches for `epoch`."""
         if self._cache is None or self._cache[0] != epoch:
-            self._cache = (epoch, self.global_batches(epoch)[self.rank :: self.world_size])
+            self._cache = (epoch, Packed(self.global_batches(epoch)[self.rank :: self.world_size]))
         return self._cache[1]
 
     def __len__(self) -> int:

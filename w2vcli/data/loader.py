@@ -19,7 +19,7 @@ import torch
 
 from w2vcli.data.audio import SAMPLE_RATE, load_audio
 from w2vcli.data.batching import LengthBatchSampler, grid_samples
-from w2vcli.data.manifest import Utterance
+from w2vcli.data.manifest import ManifestIndex, Utterance
 from w2vcli.errors import W2VError
 from w2vcli.model.config import RECEPTIVE_FIELD
 
@@ -32,7 +32,10 @@ def filter_utterances(
     max_seconds: float | None = None,
     require_text: bool = False,
 ) -> tuple[list[Utterance], dict[str, int]]:
-    """Keep what a trainer can use; return the kept utterances and {reason: count} of the rest."""
+    """Keep what a trainer can use; return the kept utterances and {reason: count} of the rest (a
+    `ManifestIndex` gives a `ManifestIndex`, filtered on its arrays without parsing a line)."""
+    if isinstance(utts, ManifestIndex):
+        return _filter_index(utts, min_seconds, max_seconds, require_text)
     kept, skipped = [], {}
     for u in utts:
         if u.duration < min_seconds:
@@ -48,6 +51,24 @@ def filter_utterances(
     return kept, skipped
 
 
+def _filter_index(
+    index: ManifestIndex, min_seconds: float, max_seconds: float | None, require_text: bool
+) -> tuple[ManifestIndex, dict[str, int]]:
+    d = index.durations
+    reasons = [(d < min_seconds, f"shorter than {min_seconds:g} s")]
+    if max_seconds is not None:
+        reasons.append((d > max_seconds, f"longer than {max_seconds:g} s"))
+    if require_text:
+        reasons.append((~index.texted, "no transcript"))
+    dropped, skipped = np.zeros(len(index), bool), {}
+    for mask, reason in reasons:  # the first reason that applies, as for a list
+        new = mask & ~dropped
+        if new.any():
+            skipped[reason] = int(new.sum())
+        dropped |= new
+    return index.subset(~dropped), skipped
+
+
 @dataclass
 class Item:
     id: str
@@ -60,11 +81,14 @@ class ManifestDataset:
     """Map-style dataset: `dataset[i]` decodes utterance i (and encodes its text if a vocabulary is given)."""
 
     def __init__(self, utts: Sequence[Utterance], vocab=None, sample_rate: int = SAMPLE_RATE) -> None:
-        self.utts = list(utts)
+        self.utts = utts if isinstance(utts, ManifestIndex) else list(utts)  # an index stays on disk
         self.vocab = vocab
         self.sample_rate = sample_rate
         if vocab is not None:
-            missing = sum(1 for u in self.utts if u.text is None)
+            if isinstance(self.utts, ManifestIndex):
+                missing = int((~self.utts.texted).sum())
+            else:
+                missing = sum(1 for u in self.utts if u.text is None)
             if missing:
                 raise W2VError(
                     f"{missing} utterances have no transcript; fine-tuning needs text (run `w2v prep` with transcripts)"
@@ -74,7 +98,9 @@ class ManifestDataset:
         return len(self.utts)
 
     @property
-    def durations(self) -> list[float]:
+    def durations(self) -> Sequence[float]:
+        if isinstance(self.utts, ManifestIndex):
+            return self.utts.durations
         return [u.duration for u in self.utts]
 
     def __getitem__(self, i: int) -> Item:

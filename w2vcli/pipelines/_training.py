@@ -11,7 +11,7 @@ import torch
 from w2vcli.checkpoints.native import is_checkpoint
 from w2vcli.data.augment import Augment
 from w2vcli.data.loader import filter_utterances, make_loader
-from w2vcli.data.manifest import read_manifest
+from w2vcli.data.manifest import ManifestIndex
 from w2vcli.errors import UsageError, W2VError
 from w2vcli.model.config import ModelConfig
 from w2vcli.training import runtime as distributed
@@ -95,7 +95,7 @@ def load_split(
     path = data_dir / f"{split}.jsonl"
     if not path.is_file():
         return [], {}
-    return filter_utterances(read_manifest(path), min_seconds, max_seconds, require_text)
+    return filter_utterances(ManifestIndex(path), min_seconds, max_seconds, require_text)
 
 
 def training_loader(utts, cfg: TrainConfig, dist: Dist, device: torch.device, **task):

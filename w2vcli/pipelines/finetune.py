@@ -316,7 +316,7 @@ def finetune(
                     "utterances": len(utts),
                     "valid_utterances": len(valid),
                     "skipped": skipped,
-                    "seconds": round(sum(u.duration for u in utts), 2),
+                    "seconds": round(float(utts.durations.sum()), 2),
                     "world_size": dist.world_size,
                     "device": str(device),
                 }

@@ -306,7 +306,7 @@ def pretrain(
                     "model": config.to_dict(),
                     "utterances": len(utts),
                     "skipped": skipped,
-                    "seconds": round(sum(u.duration for u in utts), 2),
+                    "seconds": round(float(utts.durations.sum()), 2),
                     "world_size": dist.world_size,
                     "device": str(device),
                 }
