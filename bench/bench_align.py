@@ -117,13 +117,26 @@ def segment_file(model: str, path: Path, text: str, truth: list[dict], bad: set[
     )
 
 
-def align_file(model: str, path: Path, text: str) -> dict:
+def align_options(edges: list[str] | None):
+    """AlignOptions with `--edge NAME=VALUE` overrides of EdgeOptions, or `--edge off` (pads only)."""
+    import dataclasses
+
+    from w2vcli.decoding.edges import EdgeOptions
+    from w2vcli.pipelines.align import AlignOptions
+
+    if edges == ["off"]:
+        return AlignOptions(edges=None)
+    changes = dict(e.split("=", 1) for e in edges or [])
+    return AlignOptions(edges=dataclasses.replace(EdgeOptions(), **{k: float(v) for k, v in changes.items()}))
+
+
+def align_file(model: str, path: Path, text: str, edges: list[str] | None = None) -> dict:
     from w2vcli.checkpoints.resolve import load_model
     from w2vcli.pipelines.align import align, align_inputs
 
     loaded = load_model(model)
     t0 = time.perf_counter()
-    (result,) = align(align_inputs([str(path)], text=text), loaded)
+    (result,) = align(align_inputs([str(path)], text=text), loaded, align_options(edges))
     return {"seconds": time.perf_counter() - t0, "result": result.to_dict()}
 
 
@@ -137,6 +150,10 @@ def main() -> None:
     p.add_argument("--segment", action="store_true", help="run w2v segment and score its segments")
     p.add_argument(
         "--corrupt", type=float, default=0.0, help="with --segment: fraction of misread utterances"
+    )
+    p.add_argument("--worst", type=int, default=0, help="print the N largest boundary errors")
+    p.add_argument(
+        "--edge", action="append", metavar="NAME=VALUE", help="EdgeOptions override (repeatable), or 'off'"
     )
     a = p.parse_args()
     print(f"$ {' '.join([Path(sys.argv[0]).name, *sys.argv[1:]])}")
@@ -159,16 +176,29 @@ def main() -> None:
             proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
             out = json.loads(proc.stdout.strip().splitlines()[-1])
         else:
-            out = align_file(a.model, path, text)
+            out = align_file(a.model, path, text, a.edge)
             out["rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     words = out["result"]["words"]
-    errors, k = [], 0
-    for t in truth:
+    errors, signed, cases, k = [], {"start": [], "end": []}, [], 0
+    for i, t in enumerate(truth):
         n = len(t["text"].split())
         mine = words[k : k + n]
         k += n
-        errors += [abs(mine[0]["start"] - t["start"]), abs(mine[-1]["end"] - t["end"])]
+        for edge, word, true in (("start", mine[0], t["start"]), ("end", mine[-1], t["end"])):
+            errors.append(abs(word[edge] - true))
+            signed[edge].append(word[edge] - true)
+            cases.append((abs(word[edge] - true), i, edge, word, true))
     err_ms = np.array(errors) * 1000
+    print(
+        "signed error (aligned - true), median: start "
+        + ", end ".join(f"{np.median(signed[e]) * 1000:+.0f} ms" for e in ("start", "end"))
+    )
+    for error, i, edge, word, true in sorted(cases, key=lambda c: -c[0])[: a.worst]:
+        print(
+            f"  {error * 1000:5.0f} ms  utterance {i} {edge}: {word['word']!r} [{word['start']:.2f}, "
+            f"{word['end']:.2f}] score {word.get('score', float('nan')):.2f}; true {edge} {true:.2f}; "
+            f"{truth[i]['text'][:60]!r}"
+        )
     flagged = sum(not w.get("aligned", True) for w in words)
     print(
         f"{a.minutes:g} min, {len(truth)} utterances, {len(words)} words: boundary error median "

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from w2vcli.cli.common import AudioInputs, CtcModel, Device, Engine, OutputDir
+from w2vcli.cli.common import AudioInputs, CtcModel, Device, Edges, Engine, OutputDir
 
 FORMATS_HELP = (
     "jsonl (default on stdout), json, ctm, textgrid, srt, vtt, tsv or txt; repeat for several with -o."
@@ -51,6 +51,7 @@ def align(
             "Lower: more audio counts as not in the text.",
         ),
     ] = 2.0,
+    edges: Edges = True,
     engine: Engine = None,
     device: Device = "auto",
 ) -> None:
@@ -96,6 +97,8 @@ def align(
     items = [a.item for a in inputs]
     ledger = open_outputs(items, output_dir, formats) if output_dir is not None else None
     options = AlignOptions(language=language, star_penalty=star_penalty, chars=chars)
+    if not edges:
+        options.edges = None
     dev = str(select_device(device, from_env()))
     loaded = load_model(model, device=dev, engine=engine, announce=lambda m: err.print(m, markup=False))
     failed = run_with_progress(

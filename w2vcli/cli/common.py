@@ -34,6 +34,15 @@ OutputDir = Annotated[
         "--output-dir", "-o", help="Write one file per input and format here, mirroring input paths."
     ),
 ]
+Edges = Annotated[
+    bool,
+    typer.Option(
+        "--edges/--no-edges",
+        help="Place word edges next to pauses where the signal's energy says speech starts and stops, and keep "
+        "letters out of clear pauses (skipped by itself where speech is not clearly louder than the background); "
+        "--no-edges: the model's frames and fixed pads only.",
+    ),
+]
 Engine = Annotated[
     str | None,
     typer.Option(

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from w2vcli.cli.common import CtcModel, Device, Engine
+from w2vcli.cli.common import CtcModel, Device, Edges, Engine
 
 
 def segment(
@@ -77,6 +77,7 @@ def segment(
     language: Annotated[
         str, typer.Option("--language", help="For reading numbers out (num2words code).")
     ] = "en",
+    edges: Edges = True,
     engine: Engine = None,
     device: Device = "auto",
 ) -> None:
@@ -113,7 +114,7 @@ def segment(
         min_score=min_score,
         min_fit=min_fit,
         min_file_fit=min_file_fit,
-        align=AlignOptions(language=language),
+        align=AlignOptions(language=language, **({} if edges else {"edges": None})),
     )
     dev = str(select_device(device, from_env()))
     loaded = load_model(model, device=dev, engine=engine, announce=lambda m: err.print(m, markup=False))

@@ -29,6 +29,7 @@ from w2vcli.data.manifest import read_manifest
 from w2vcli.data.transcripts import TRANS_SUFFIX, TranscriptIndex
 from w2vcli.decoding.align import BAND, STAR, STAR_PENALTY, Span, min_frames, token_spans, viterbi
 from w2vcli.decoding.align_text import Word, prepare, token_sequence
+from w2vcli.decoding.edges import EdgeOptions, energy_db, pause_frames, snap_to_speech, speech_regions
 from w2vcli.decoding.formats import Transcription
 from w2vcli.errors import UsageError
 from w2vcli.pipelines._transcribe_engine import Prefetcher, report_progress, run_events
@@ -54,6 +55,9 @@ class AlignOptions:
     # Measured on held-out synthesised speech, bench/RESULTS.md: starts 39 ms late, ends 60 ms early.
     start_pad: float = 0.04
     end_pad: float = 0.06
+    # Edges next to a pause go where the signal's energy says speech starts and stops (decoding/edges.py);
+    # None: the pads everywhere.
+    edges: EdgeOptions | None = EdgeOptions()
     chars: bool = False  # add per-character (per-token) times
     chunk_seconds: float = 30.0
     stride_seconds: float = 2.5
@@ -158,9 +162,19 @@ def align(
             pending = next(untold)
 
     prefetch = Prefetcher([inputs[i].item.path for i in todo], plan, normalize)
+    energy: dict[int, list[np.ndarray]] = {}  # per file: the energy of each chunk's kept part
+
+    def measured(events):
+        for ev in events:
+            if ev.kind == "chunk" and options.edges is not None:
+                lo, hi = ev.chunk.keep
+                kept = ev.chunk.wav[lo * plan.frame : hi * plan.frame if hi >= 0 else None]
+                energy.setdefault(ev.index, []).append(energy_db(kept))
+            yield ev
+
     try:
         events = run_events(
-            report_progress(prefetch, on_progress, plan.frame),
+            report_progress(measured(prefetch), on_progress, plan.frame),
             loaded.model,
             getattr(loaded, "device", "cpu"),
             0,
@@ -181,8 +195,12 @@ def align(
                 continue
             result.duration = round(ev.samples / SAMPLE_RATE, 3)
             log_probs = np.concatenate([lp for _, lp in pieces]) if pieces else np.zeros((0, 1), np.float32)
+            steps = energy.pop(ev.index, [])
+            regions = None
+            if options.edges is not None and steps:
+                regions = speech_regions(np.concatenate(steps), options.edges)
             try:
-                _align_one(result, a.text, log_probs, vocab, frame, options)
+                _align_one(result, a.text, log_probs, vocab, frame, options, regions)
             except UsageError as e:
                 result.error = f"{a.item.audio}: {e}"
             result.elapsed = round(spent, 3)
@@ -192,7 +210,9 @@ def align(
         prefetch.close()
 
 
-def _align_one(result: Transcription, text: str, log_probs: np.ndarray, vocab, frame: float, options) -> None:
+def _align_one(
+    result: Transcription, text: str, log_probs: np.ndarray, vocab, frame: float, options, regions=None
+) -> None:
     words = prepare(text, vocab, options.language)
     if not words:
         raise UsageError("the transcript is empty")
@@ -205,11 +225,18 @@ def _align_one(result: Transcription, text: str, log_probs: np.ndarray, vocab, f
             f"the transcript is longer than the audio can hold: {need} frames ({need * frame:.2f} s) "
             f"needed, the audio has {log_probs.shape[0] * frame:.2f} s"
         )
-    path, _ = viterbi(log_probs, tokens, vocab.blank_id, options.star_penalty, options.band, words=owner)
+    steered = log_probs
+    if regions is not None and options.edges is not None and options.edges.letter_in_pause > 0:
+        quiet = pause_frames(regions, len(log_probs), frame, options.edges)
+        steered = log_probs.copy()
+        letters = np.arange(log_probs.shape[1]) != vocab.blank_id
+        steered[np.ix_(quiet, letters)] -= options.edges.letter_in_pause
+    path, _ = viterbi(steered, tokens, vocab.blank_id, options.star_penalty, options.band, words=owner)
     spans = token_spans(path, log_probs, tokens, vocab.blank_id)
     result.words = word_times(
-        words, spans, owner, frame, result.duration or 0.0, options.start_pad, options.end_pad
-    )
+        words, spans, owner, frame, result.duration or 0.0, options.start_pad, options.end_pad,
+        regions, options.edges or EdgeOptions(),
+    )  # fmt: skip
     if options.chars:
         result.chars = [
             {"char": _token_text(vocab, tokens[k]), "start": round(s.start * frame, 3), "end": round(s.end * frame, 3),
@@ -251,8 +278,11 @@ def word_times(
     duration: float,
     start_pad: float = 0.0,
     end_pad: float = 0.0,
+    regions: np.ndarray | None = None,
+    edges: EdgeOptions = EdgeOptions(),
 ) -> list[dict]:
-    """Each word's start, end, score and fit from its tokens' spans, its edges moved out by the pads
+    """Each word's start, end, score and fit from its tokens' spans; edges that face a pause placed at
+    the edges of the signal's speech `regions` (decoding/edges.py), the others moved out by the pads
     (each into at most its share of the gap to the neighbour); a word with nothing placed (nothing to
     spell) shares the gap between its aligned neighbours and is flagged `aligned: false`.
 
@@ -279,13 +309,18 @@ def word_times(
                 {"word": w.text, "start": None, "end": None, "score": 0.0, "fit": 0.0, "aligned": False}
             )
     timed = [w for w in out if w["start"] is not None]
+    placed = [(False, False)] * len(timed)
+    if regions is not None:
+        placed = snap_to_speech(timed, regions, duration, edges)
     share = start_pad / (start_pad + end_pad) if start_pad + end_pad > 0 else 0.5
-    for prev, w in zip([None, *timed], timed):
-        gap = max(w["start"] - (prev["end"] if prev else 0.0), 0.0)
-        w["start"] = round(w["start"] - min(start_pad, gap * share if prev else gap), 3)
-    for w, nxt in zip(timed, [*timed[1:], None]):
-        gap = max((nxt["start"] if nxt else max(duration, w["end"])) - w["end"], 0.0)
-        w["end"] = round(w["end"] + min(end_pad, gap * (1 - share) if nxt else gap), 3)
+    for prev, w, (fixed, _) in zip([None, *timed], timed, placed):
+        if not fixed:
+            gap = max(w["start"] - (prev["end"] if prev else 0.0), 0.0)
+            w["start"] = round(w["start"] - min(start_pad, gap * share if prev else gap), 3)
+    for w, nxt, (_, fixed) in zip(timed, [*timed[1:], None], placed):
+        if not fixed:
+            gap = max((nxt["start"] if nxt else max(duration, w["end"])) - w["end"], 0.0)
+            w["end"] = round(w["end"] + min(end_pad, gap * (1 - share) if nxt else gap), 3)
     i = 0
     while i < len(out):  # runs of unaligned words: spread over the gap between their neighbours
         if out[i]["start"] is not None:

@@ -11,11 +11,15 @@ with `OUT/segments.jsonl`: every segment, kept or dropped, and why. A segment's 
 form that was aligned ("$1,234" -> "one thousand two hundred and thirty four dollars"), so the pair
 says what the audio says; the report keeps the user's words as `original`.
 
-Dropped, in this order of reasons: a word the model could not place (`unaligned word`), an
-untranscribed stretch inside (`untranscribed speech`), a length outside the limits, audio below
+Cuts go only where the alignment leaves a pause and the signal agrees (it holds no speech there,
+decoding/edges.py); where no such pause falls within `max_seconds`, the segment is cut inside speech
+and dropped (`no pause at its edge`), as is the one after it, rather than written with a word cut
+in two or given to the wrong side. Dropped, in this order of reasons: a word the model could not
+place (`unaligned word`), an untranscribed stretch inside (`untranscribed speech`), a length
+outside the limits, audio below
 `silence_db` (`silent`), a fit below `min_fit` (`does not match the audio`), and a confidence below
 `min_ratio` times the median of the segments still kept (`low confidence`; `min_score` adds an
-absolute floor). Fit is the geometric mean of the words' fits: each word's probability relative to
+absolute floor), the edge inside speech last. Fit is the geometric mean of the words' fits: each word's probability relative to
 the model's own best class on the same frames (pipelines/align.py, `word_times`), so it measures
 whether the model hears what the text says whatever the model's general certainty: silence (the
 model hears blank), noise and a wrong text score far below speech it knows. The confidence filter
@@ -39,6 +43,7 @@ import soundfile as sf
 
 from w2vcli.data.audio import SAMPLE_RATE, load_audio
 from w2vcli.decoding.align_text import prepare
+from w2vcli.decoding.edges import energy_db, quiet_seconds, speech_regions
 from w2vcli.errors import UsageError, W2VError
 from w2vcli.fsutil import LEDGER_FILE, OutputLedger
 from w2vcli.pipelines.align import AlignOptions, align, align_inputs
@@ -102,16 +107,22 @@ def plan(
     options: SegmentOptions,
     spoken: list[str] | None = None,
     loudness: Callable[[float, float], float] | None = None,
+    quiet: Callable[[float, float], float] | None = None,
 ) -> tuple[list[Segment], str]:
     """Segments over `words` (timed by `align`), before audio is written; ids are positions. `spoken`
-    are the words' spoken forms (the text written), `loudness(start, end)` the audio's level in dBFS.
-    Returns the segments and, when the file is rejected whole, why ("" otherwise)."""
+    are the words' spoken forms (the text written), `loudness(start, end)` the audio's level in dBFS,
+    `quiet(start, end)` the longest stretch of that span where the signal holds no speech (cuts go
+    only where the audio agrees there is a pause). Returns the segments and, when the file is
+    rejected whole, why ("" otherwise)."""
     segments: list[Segment] = []
-    i, n = 0, len(words)
+    inside: set[int] = set()  # segments with an edge cut inside speech
+    i, n, paused = 0, len(words), True
     while i < n:
-        j = _cut(words, i, options)
+        j, paused_after = _cut(words, i, options, quiet)
+        if not (paused and paused_after):
+            inside.add(len(segments))
         segments.append(_segment(words, i, j, untranscribed, duration, options, spoken, len(segments)))
-        i = j + 1
+        i, paused = j + 1, paused_after
     for s in segments:
         if not s.kept:
             continue
@@ -125,6 +136,9 @@ def plan(
             if s.kept:
                 s.kept, s.reason = False, "file rejected"
         return segments, verdict
+    for k in inside:  # judged on sound above like the rest; an edge inside speech cuts a word wrongly
+        if segments[k].kept:
+            segments[k].kept, segments[k].reason = False, "no pause at its edge"
     scored = [s.score for s in segments if s.kept]
     floor = max(options.min_ratio * float(np.median(scored)), options.min_score) if scored else 0.0
     for s in segments:
@@ -178,24 +192,30 @@ def _segment(words, i, j, untranscribed, duration, options, spoken, number) -> S
     return seg
 
 
-def _cut(words: list[dict], i: int, options: SegmentOptions) -> int:
-    """The last word of the segment that starts at word i: the end of the longest pause among those
-    in the last third of the allowed length (else the last pause within it, else the last word that
-    fits, else word i alone)."""
+def _cut(words: list[dict], i: int, options: SegmentOptions, quiet=None) -> tuple[int, bool]:
+    """The last word of the segment that starts at word i, and whether the cut after it is in a
+    pause: the end of the longest pause among those in the last third of the allowed length (else
+    the last pause within it; else, cut inside speech, the last word that fits, or word i alone). A
+    pause is a gap of `min_pause` between the aligned words that the audio agrees with: at least
+    half of `min_pause` of it holds no speech (`quiet`)."""
     limit = words[i]["start"] + options.max_seconds - 2 * options.edge
     fits = [j for j in range(i, len(words)) if words[j]["end"] <= limit]
     if not fits:
-        return i
+        return i, i == len(words) - 1
     last = fits[-1]
     if last == len(words) - 1:
-        return last
+        return last, True
     pauses = [(words[j + 1]["start"] - words[j]["end"], j) for j in range(i, last + 1)]
     pauses = [(gap, j) for gap, j in pauses if gap >= options.min_pause]
+    if quiet is not None:  # a gap in the alignment over speech the signal hears is no place to cut
+        pauses = [
+            p for p in pauses if quiet(words[p[1]]["end"], words[p[1] + 1]["start"]) >= options.min_pause / 2
+        ]
     if not pauses:
-        return last
+        return last, False
     third = words[i]["start"] + (limit - words[i]["start"]) * 2 / 3
     late = [(gap, j) for gap, j in pauses if words[j]["end"] >= third]
-    return max(late)[1] if late else pauses[-1][1]
+    return (max(late)[1] if late else pauses[-1][1]), True
 
 
 def open_output(out: str | os.PathLike) -> OutputLedger:
@@ -237,8 +257,16 @@ def segment(
     def loudness(start: float, end: float) -> float:
         return level_db(wav[int(start * SAMPLE_RATE) : int(end * SAMPLE_RATE)])
 
+    edges = options.align.edges
+    regions = speech_regions(energy_db(wav), edges) if edges is not None else None
+
+    def quiet(start: float, end: float) -> float:
+        return quiet_seconds(regions, start, end)
+
     duration = result.duration or 0.0
-    segments, verdict = plan(result.words, result.untranscribed or [], duration, options, spoken, loudness)
+    segments, verdict = plan(
+        result.words, result.untranscribed or [], duration, options, spoken, loudness, quiet
+    )
     _write(out, ledger, Path(audio).stem, segments, wav)
     kept = [s for s in segments if s.kept]
     reasons: dict[str, int] = {}
