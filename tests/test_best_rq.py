@@ -91,6 +91,53 @@ def test_targets_and_loss_by_hand():
     assert out.cross_entropy.requires_grad
 
 
+def test_clean_targets_come_from_the_audio_before_augmentation(tmp_path):
+    from w2vcli.data.augment import Augment
+    from w2vcli.data.loader import Batch
+    from w2vcli.pipelines._pretrain_best_rq import BestRQTask
+
+    torch.manual_seed(0)
+    config = small_model(rpq_codebook_size=32)
+    model = Wav2Vec2ForBestRQ(config).eval()
+    gen = torch.Generator().manual_seed(2)
+    clean, noisy = torch.randn(2, 8000, generator=gen), torch.randn(2, 8000, generator=gen)
+    t = int(frame_lengths(config, torch.tensor([8000]))[0])
+    mask = torch.zeros(2, t, dtype=torch.bool)
+    mask[:, 4:12] = True
+    hidden = model.wav2vec2(noisy, mask_time_indices=mask).last_hidden_state[mask]
+    logits = model.classifier(hidden).reshape(-1, config.rpq_num_codebooks, 32)
+    for target_wav, source in ((None, noisy), (noisy, noisy), (clean, clean)):
+        out = model(noisy, mask, target_wav=target_wav)
+        targets = model.quantizer(source, t)[mask]
+        expected = torch.nn.functional.cross_entropy(logits.reshape(-1, 32), targets.reshape(-1))
+        assert float(out.cross_entropy) == pytest.approx(float(expected), rel=1e-5)
+    assert not torch.equal(model.quantizer(clean, t), model.quantizer(noisy, t))
+
+    # The loader keeps the audio before augmenting; the task hands it to the model as the targets'.
+    wav = torch.from_numpy(np.sin(np.arange(16000) / 8).astype(np.float32))[None].repeat(2, 1)
+    batch = Augment(("noise",), prob=1.0, keep_clean=True)(
+        Batch(wav.clone(), torch.tensor([16000, 16000]), ["a", "b"]), np.random.default_rng(0)
+    )
+    assert torch.equal(batch.clean, wav) and not torch.equal(batch.waveforms, wav)
+    cfg = small_train(objective="best-rq", augment=("noise",), clean_targets=True)
+    task = BestRQTask(config, cfg, frame_lengths)
+    prepared = task.prepare(batch, torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert torch.equal(prepared.target_wav, wav) and torch.equal(prepared.wav, batch.waveforms)
+    plain = Augment(("noise",), prob=1.0)(
+        Batch(wav.clone(), torch.tensor([16000, 16000]), ["a", "b"]), np.random.default_rng(0)
+    )
+    assert (
+        plain.clean is None and task.prepare(plain, torch.Generator(), torch.device("cpu")).target_wav is None
+    )
+
+    # Only where it means something: BEST-RQ with augmentation.
+    from w2vcli.training.config import PretrainConfig
+
+    for wrong in ({"objective": "best-rq"}, {"augment": ("noise",)}):
+        with pytest.raises(UsageError, match="clean_targets needs objective best-rq and augment"):
+            PretrainConfig(clean_targets=True, **wrong)
+
+
 def test_quantizer_is_frozen_and_saved(tmp_path):
     model = Wav2Vec2ForBestRQ(small_model())
     assert not any("quantizer" in name for name, _ in model.named_parameters())
@@ -135,6 +182,16 @@ def test_best_rq_learns_on_a_tiny_corpus(tmp_path):
     losses = [r["loss"] for r in logs if "loss" in r and "update" in r]
     assert losses[-1] < 0.8 * losses[0]  # tones are predictable: the loss falls well below its start
     assert logs[-1]["x_chance"] > 2 and logs[-1]["health"] == "learning"
+
+    # with augmentation and clean targets it learns too, and the run records the choice
+    noisy = small_train(objective="best-rq", max_updates=20, log_every=10, save_every=20, lr=3e-3, warmup=5,
+                        augment=("noise",), augment_prob=0.5, clean_targets=True)  # fmt: skip
+    pretrain(data, tmp_path / "clean", noisy, config)
+    assert json.loads((tmp_path / "clean" / "train.json").read_text())["train"]["clean_targets"] is True
+    clean_logs = [
+        json.loads(line) for line in (tmp_path / "clean" / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert [r["x_chance"] for r in clean_logs if "x_chance" in r][-1] > 2
 
     # resuming with the other objective is refused in one line
     with pytest.raises(UsageError, match="another objective"):

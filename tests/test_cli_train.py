@@ -218,3 +218,14 @@ def test_sigint_saves_a_checkpoint_and_exits_130(audio, tmp_path):
     assert proc.returncode == 130, err.decode()
     last = json.loads((run / "last").read_text())
     assert last["update"] >= 1 and (run / last["checkpoint"] / "trainer.pt").is_file()
+
+
+def test_clean_targets_without_best_rq_and_augmentation_is_one_clear_line(audio, tmp_path):
+    for extra in ([], ["--objective", "best-rq"], ["--augment", "noise"]):
+        r = runner.invoke(
+            app, ["pretrain", str(audio), "--out", str(tmp_path / "run"), "--clean-targets", *extra, *FAST]
+        )
+        assert r.exit_code != 0 and "--clean-targets needs --objective best-rq and --augment" in str(
+            r.exception or r.output
+        )
+    assert not (tmp_path / "run" / "checkpoints").exists()

@@ -185,6 +185,13 @@ def pretrain(
             help="contrastive (wav2vec 2.0's quantizer and negatives) or best-rq (predict the codes of a frozen random projection of log-mel frames; cannot collapse).",
         ),
     ] = "contrastive",
+    clean_targets: Annotated[
+        bool,
+        typer.Option(
+            "--clean-targets/--input-targets",
+            help="best-rq with --augment: predict the codes of the audio before augmentation (the model learns to hear through noise, as WavLM's denoising task) instead of the augmented input's.",
+        ),
+    ] = False,
     speed_perturb: SpeedPerturb = None,
     augment: Augment = None,
     augment_prob: AugmentProb = 0.2,
@@ -248,6 +255,7 @@ def pretrain(
         "workers": workers,
         "speed_perturb": speed_perturb,
         "objective": objective,
+        "clean_targets": clean_targets,
         "augment": augment,
         "augment_prob": augment_prob,
     }

@@ -69,9 +69,12 @@ class Augment:
 
     kinds: tuple[str, ...]
     prob: float = 0.2
+    keep_clean: bool = False  # keep the waveforms before augmentation as `batch.clean`
 
     def __call__(self, batch: Batch, rng: np.random.Generator) -> Batch:
         """`batch` with each row augmented in place inside its length; padding stays zero."""
+        if self.keep_clean:
+            batch.clean = batch.waveforms.clone()
         wav = batch.waveforms.numpy()  # (B, N), shares memory with the batch
         lengths = [int(n) for n in batch.lengths]
         originals = [wav[i, :n].copy() for i, n in enumerate(lengths)] if "babble" in self.kinds else []

@@ -119,6 +119,7 @@ class Batch:
     ids: list[str]
     labels: torch.Tensor | None = None  # (B, L) int64, `label_pad` past `label_lengths`
     label_lengths: torch.Tensor | None = None  # (B,) int64
+    clean: torch.Tensor | None = None  # (B, N): the waveforms before augmentation, when kept
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -118,14 +118,20 @@ class Wav2Vec2ForBestRQ(nn.Module):
         init_weights(self)
 
     def forward(
-        self, wav: torch.Tensor, mask_time_indices: torch.Tensor, lengths: torch.Tensor | None = None
+        self,
+        wav: torch.Tensor,
+        mask_time_indices: torch.Tensor,
+        lengths: torch.Tensor | None = None,
+        target_wav: torch.Tensor | None = None,
     ) -> BestRQOutput:
         """wav (B, N) equal-length crops (lengths None) or padded with `lengths`; mask_time_indices
-        (B, T) bool: the frames to predict."""
+        (B, T) bool: the frames to predict; target_wav (B, N): the audio the targets come from, when
+        not `wav` (the clean audio of an augmented input: the model learns to hear through the noise,
+        as WavLM's denoising task)."""
         mask = mask_time_indices.bool()
         out = self.wav2vec2(wav, lengths, mask_time_indices=mask)
         b, t, _ = out.last_hidden_state.shape
-        targets = self.quantizer(wav, t)[mask]  # (M, C)
+        targets = self.quantizer(wav if target_wav is None else target_wav, t)[mask]  # (M, C)
         c, v = self.config.rpq_num_codebooks, self.config.rpq_codebook_size
         logits = self.classifier(out.last_hidden_state[mask]).float().reshape(-1, c, v)  # (M, C, V)
         ce = F.cross_entropy(logits.reshape(-1, v), targets.reshape(-1)) if targets.numel() else logits.sum()

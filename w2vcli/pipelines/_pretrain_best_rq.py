@@ -39,10 +39,13 @@ class BestRQTask:
             (b, t), c.mask_time_prob, c.mask_time_length, None, c.mask_time_min_masks, generator
         )
         none = torch.zeros(b, t, 0, dtype=torch.long)  # (B, T, 0): no negatives
-        return Masked(batch.waveforms.to(device), mask.to(device), none, int(mask.sum()), batch.seconds)
+        clean = batch.clean.to(device) if batch.clean is not None else None
+        return Masked(
+            batch.waveforms.to(device), mask.to(device), none, int(mask.sum()), batch.seconds, clean
+        )
 
     def loss(self, model, p):
-        out = model(p.wav, p.mask)
+        out = model(p.wav, p.mask, target_wav=p.target_wav)
         n = float(out.num_masked)
         stats = {
             "loss": out.loss.detach() * n,

@@ -98,6 +98,12 @@ def load_split(
     return filter_utterances(ManifestIndex(path), min_seconds, max_seconds, require_text)
 
 
+def clean_targets(cfg: TrainConfig) -> bool:
+    """Whether pretraining's targets come from the audio before augmentation (BEST-RQ only: the
+    contrastive task's targets are the model's own quantised features of its input)."""
+    return getattr(cfg, "objective", "") == "best-rq" and getattr(cfg, "clean_targets", False)
+
+
 def training_loader(utts, cfg: TrainConfig, dist: Dist, device: torch.device, **task):
     """The shuffled, sharded training loader of a run; `task`: vocab= (fine-tuning) or crop_seconds=."""
     return make_loader(
@@ -110,7 +116,9 @@ def training_loader(utts, cfg: TrainConfig, dist: Dist, device: torch.device, **
         num_workers=cfg.workers,
         pin_memory=device.type == "cuda",
         speed_perturb=cfg.speed_perturb,
-        augment=Augment(cfg.augment, cfg.augment_prob) if cfg.augment else None,
+        augment=Augment(cfg.augment, cfg.augment_prob, keep_clean=clean_targets(cfg))
+        if cfg.augment
+        else None,
         **task,
     )
 

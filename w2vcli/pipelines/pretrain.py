@@ -59,6 +59,7 @@ class Masked:
     negatives: torch.Tensor  # (B, T, K)
     count: int  # masked frames: the loss's unit
     seconds: float
+    target_wav: torch.Tensor | None = None  # (B, N) BEST-RQ: the targets' audio when not the input's
 
 
 class PretrainTask:

@@ -121,6 +121,7 @@ class PretrainConfig(TrainConfig):
 
     crop_seconds: float = 5.0  # longest crop per utterance
     objective: str = "contrastive"  # "contrastive" (wav2vec 2.0) or "best-rq" (model/best_rq.py)
+    clean_targets: bool = False  # best-rq with --augment: targets from the audio before augmentation
     gumbel_start: float = 2.0
     gumbel_end: float = 0.5
     gumbel_decay: float = 0.999995
@@ -133,6 +134,10 @@ class PretrainConfig(TrainConfig):
             problems.append("crop_seconds must be positive")
         if self.objective not in OBJECTIVES:
             problems.append(f"objective must be one of {', '.join(OBJECTIVES)}, not {self.objective!r}")
+        if self.clean_targets and (self.objective != "best-rq" or not self.augment):
+            problems.append(
+                "clean_targets needs objective best-rq and augment (targets from the audio before augmenting)"
+            )
         if not 0 < self.gumbel_decay <= 1:
             problems.append("gumbel_decay must be in (0, 1]")
         if self.gumbel_anneal is not None and not 0 < self.gumbel_anneal <= 1:
