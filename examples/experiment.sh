@@ -14,8 +14,8 @@
 # Data: STUDY_DATA (default ../study_data), built by `make_data.py --study` if missing: 10 labelled
 # minutes and 5 of dev by the 8 voices of the bundled set, 5 test minutes by the same voices and 5 by 8
 # voices that only the pretraining corpus speaks; test and dev sentences are among those the pretraining
-# corpus leaves out. Writes EXP_DIR (default exp/): runs ARM-l1, ARM-l10, hypotheses, scores, summary.json,
-# cer.png. Re-running resumes each stage (runs continue from their last checkpoints).
+# corpus leaves out; test-seen-noisy is test-seen with white, pink or brown noise at 10 dB SNR. Writes
+# EXP_DIR (default exp/): runs ARM-l1, ARM-l10, hypotheses, scores, summary.json, cer.png. Re-running resumes each stage (runs continue from their last checkpoints).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 w2v() { .venv/bin/w2v "$@"; }
@@ -33,9 +33,13 @@ if [ ! -d "$data/test-unseen" ]; then
   .venv/bin/python examples/make_data.py --study --out "$data"
 fi
 
-step "prep: the four folders together (one vocabulary), then the arms' manifests"
-w2v prep "$data/labelled" "$data/dev" "$data/test-seen" "$data/test-unseen" --out "$out/data/prep" \
-  --valid-percent 0
+if [ ! -d "$data/test-seen-noisy" ]; then  # the seen voices' test with noise at 10 dB SNR
+  .venv/bin/python -c 'import sys; sys.path.insert(0, "examples"); from pathlib import Path
+from make_data import write_noisy_copy; write_noisy_copy(Path(sys.argv[1]), "test-seen", 10.0, 0)' "$data"
+fi
+step "prep: the five folders together (one vocabulary), then the arms' manifests"
+w2v prep "$data/labelled" "$data/dev" "$data/test-seen" "$data/test-unseen" "$data/test-seen-noisy" \
+  --out "$out/data/prep" --valid-percent 0
 .venv/bin/python examples/study.py split "$out/data/prep" "$out/data"
 
 amp=()
@@ -70,7 +74,7 @@ fi
 
 step "transcribe and score both test sets, greedy"
 runs=(pretrained-l10 scratch-l10 pretrained-l1 scratch-l1)
-for name in "${runs[@]}"; do for test in test-seen test-unseen; do
+for name in "${runs[@]}"; do for test in test-seen test-unseen test-seen-noisy; do
   w2v transcribe "$out/data/$test.jsonl" --model "$out/$name" > "$out/$name-$test-hyp.jsonl"
   w2v score "$out/data/$test.jsonl" "$out/$name-$test-hyp.jsonl" --missing empty \
     --json "$out/$name-$test-score.json" --by '^[^/]*/[a-z][0-9]+-(.*)$' > /dev/null

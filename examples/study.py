@@ -6,7 +6,8 @@
 `split` takes the prep of the study set (`make_data.py --study`: labelled/, dev/, test-seen/,
 test-unseen/, all prepared together so that they share one vocabulary) and writes
 OUT/l10/ (train: the 10 labelled minutes, valid: dev), OUT/l1/ (train: the first minute of them,
-valid: dev), OUT/test-seen.jsonl and OUT/test-unseen.jsonl, each with absolute audio paths. The
+valid: dev), OUT/test-seen.jsonl and OUT/test-unseen.jsonl (and OUT/test-seen-noisy.jsonl when the
+set has that folder: test-seen with noise at 10 dB SNR), each with absolute audio paths. The
 first minute is taken in file order: make_data.py lets the voices take turns, so it has every voice.
 
 `summarize` reads what experiment.sh leaves in EXP: the runs ARM-lN/ (metrics.jsonl), and for each
@@ -24,7 +25,8 @@ import sys
 from pathlib import Path
 
 ARMS = ("pretrained", "scratch")
-TESTS = ("test-seen", "test-unseen")
+TESTS = ("test-seen", "test-unseen", "test-seen-noisy")  # the last: test-seen mixed with noise at 10 dB SNR
+REQUIRED = TESTS[:2]
 LABELLED = {"l1": 1.0, "l10": 10.0}  # name -> labelled minutes
 
 
@@ -46,7 +48,7 @@ def split(prep: Path, out: Path) -> dict[str, int]:
         r = {**r, "audio": str((prep / r["audio"]).resolve())}
         by_split.setdefault(r["id"].split("/", 1)[0], []).append(r)
     tests = sorted(s for s in by_split if s.startswith("test"))  # study: TESTS; --heldout: test, test-noisy
-    wanted = ("labelled", "dev", *(TESTS if set(TESTS) & set(tests) else ()))  # a study set needs both
+    wanted = ("labelled", "dev", *(REQUIRED if set(REQUIRED) & set(tests) else ()))  # a study set needs both
     missing = [s for s in wanted if s not in by_split] + ([] if tests else ["test*"])
     if missing:
         raise SystemExit(f"{prep}: no {', '.join(missing)} utterances: prep the set's folders together")
@@ -139,7 +141,7 @@ def summarize(exp: Path) -> dict:
     def cell(r: dict | None) -> str:
         return f"{r['cer']:6.1%} {r['wer']:6.1%}" if r else f"{'-':>6} {'-':>6}"
 
-    head = "".join(f" | {t + ' ' + d:>13}" for d in ("greedy", "lm") for t in ("seen", "unseen"))
+    head = "".join(f" | {t + ' ' + d:>13}" for d in ("greedy", "lm") for t in ("seen", "unseen", "noisy"))
     print(f"{'arm':>10} {'labels':>6} {'updates':>7} {'min':>5}{head}   (CER WER)")
     for r in runs.values():
         cells = "".join(f" | {cell(r[t][d])}" for d in ("greedy", "lm") for t in TESTS)
