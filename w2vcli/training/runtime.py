@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from datetime import timedelta
 
 import torch
 import torch.distributed as torch_dist
@@ -117,11 +118,48 @@ def cpu_has_amx() -> bool:
     return "amx_bf16" in flags and "amx_int8" in flags
 
 
-def init(dist: Dist, device: torch.device) -> None:
+def collective_timeout(env=os.environ) -> timedelta:
+    """How long a rank waits for the others, in connecting and in every collective: W2V_DIST_TIMEOUT
+    seconds, else 30 minutes (rank 0 may keep the others waiting while it validates or writes a
+    checkpoint). Under torchrun's --max-restarts a shorter one turns a restart whose gloo mesh never
+    connects (seen on a loaded machine) into an error, and so into the next restart, instead of a hang."""
+    value = env.get("W2V_DIST_TIMEOUT", "")
+    try:
+        seconds = float(value) if value else 1800.0
+    except ValueError:
+        raise UsageError(f"W2V_DIST_TIMEOUT={value!r}: give seconds, e.g. 300") from None
+    if seconds <= 0:
+        raise UsageError(f"W2V_DIST_TIMEOUT={value!r}: give a positive number of seconds")
+    return timedelta(seconds=seconds)
+
+
+def init(dist: Dist, device: torch.device, env=os.environ) -> None:
     if dist.enabled and not torch_dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
+        timeout = collective_timeout(env)
+        store = restart_store(env, dist.world_size, timeout)
+        if store is not None:
+            torch_dist.init_process_group(
+                backend, store=store, rank=dist.rank, world_size=dist.world_size, timeout=timeout
+            )
+            return
         method = f"tcp://{dist.master}" if dist.master else None  # None: MASTER_ADDR/PORT (env://)
-        torch_dist.init_process_group(backend, init_method=method, rank=dist.rank, world_size=dist.world_size)
+        torch_dist.init_process_group(
+            backend, init_method=method, rank=dist.rank, world_size=dist.world_size, timeout=timeout
+        )
+
+
+def restart_store(env, world_size: int, timeout: timedelta):
+    """Under torchrun the ranks meet in the agent's key-value store, which outlives a restart: the
+    gloo addresses the previous attempt's workers left there would send a restarted worker to a port
+    nobody listens on any more (seen: `Connection refused`, then a hang). So each attempt gets its own
+    key space (TORCHELASTIC_RESTART_COUNT). None outside torchrun's agent store."""
+    if env.get("TORCHELASTIC_USE_AGENT_STORE") != "True" or "MASTER_ADDR" not in env:
+        return None
+    client = torch_dist.TCPStore(
+        env["MASTER_ADDR"], int(env["MASTER_PORT"]), world_size, is_master=False, timeout=timeout
+    )
+    return torch_dist.PrefixStore(f"w2v/attempt_{env.get('TORCHELASTIC_RESTART_COUNT', '0')}/", client)
 
 
 def shutdown(dist: Dist) -> None:
