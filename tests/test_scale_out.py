@@ -92,6 +92,7 @@ def test_two_nodes_on_loopback_equal_one_process_over_the_global_batch(corpus, t
 
 @pytest.mark.slow
 def test_a_worker_killed_with_minus_9_is_restarted_and_the_run_ends_as_an_uninterrupted_one(corpus, tmp_path):
+    """...and so does a whole job killed and requeued."""
     updates = 6
 
     def launch(out: Path, pids: Path) -> subprocess.Popen:
@@ -144,11 +145,30 @@ def test_a_worker_killed_with_minus_9_is_restarted_and_the_run_ends_as_an_uninte
         _kill(job)
     assert job.returncode == 0, out
     restarts = {ln.split()[0] for ln in (tmp_path / "killed.pids").read_text().splitlines()}
-    # restarted (a restart whose gloo mesh does not connect fails after W2V_DIST_TIMEOUT: a further one)
-    assert {"0", "1"} <= restarts, out
+    assert {"0", "1"} <= restarts, out  # restarted
     assert run.updates()[-1][0] == updates
     whole_run = RunDir(tmp_path / "whole")
     assert _max_diff(whole_run.latest(), run.latest()) < 1e-5
+
+    # The whole job killed (a scheduler's preemption) and started again with the same command: every
+    # rank resumes from the last checkpoint and the run ends where the uninterrupted one did.
+    job = launch(tmp_path / "requeued", tmp_path / "requeued.pids")
+    requeued = RunDir(tmp_path / "requeued")
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not (requeued.updates() and requeued.updates()[-1][0] >= 2):
+            time.sleep(0.05)
+        assert requeued.updates()[-1][0] < updates, "the run ended before the job could be killed"
+    finally:
+        _kill(job)  # torchrun and both workers, -9
+    job = launch(tmp_path / "requeued", tmp_path / "requeued.pids")
+    try:
+        out, _ = job.communicate(timeout=300)
+    finally:
+        _kill(job)
+    assert job.returncode == 0, out
+    assert requeued.updates()[-1][0] == updates
+    assert _max_diff(whole_run.latest(), requeued.latest()) < 1e-5
 
 
 def test_the_collective_timeout_comes_from_w2v_dist_timeout():
