@@ -172,7 +172,7 @@ def _by_voice(runs: dict) -> None:
 
 
 def _plot(runs: dict, path: Path) -> None:
-    """CER against labelled minutes, both arms, seen (solid) and unseen (dashed) voices, greedy."""
+    """CER against labelled minutes, both arms, seen (solid), unseen (dashed) and noisy seen (dotted), greedy."""
     try:
         import matplotlib
 
@@ -183,7 +183,7 @@ def _plot(runs: dict, path: Path) -> None:
         return
     fig, ax = plt.subplots(figsize=(5.5, 4), dpi=120)
     for arm, colour in zip(ARMS, ("tab:blue", "tab:orange")):
-        for test, style in zip(TESTS, ("-", "--")):
+        for test, style in zip(TESTS, ("-", "--", ":")):
             for decoding, marker in (("greedy", "o"), ("lm", "s")):
                 xs, ys = [], []
                 for lab, minutes in LABELLED.items():
