@@ -33,6 +33,14 @@ def _popen(cmd: list[str]) -> subprocess.Popen:
     )
 
 
+def _finish(proc: subprocess.Popen, timeout: float = 300) -> str:
+    """Its output once it ends (at most `timeout` s); torchrun's whole group is killed either way."""
+    try:
+        return proc.communicate(timeout=timeout)[0]
+    finally:
+        _kill(proc)
+
+
 def _kill(proc: subprocess.Popen) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
@@ -117,10 +125,7 @@ def test_a_worker_killed_with_minus_9_is_restarted_and_the_run_ends_as_an_uninte
         )
 
     whole = launch(tmp_path / "whole", tmp_path / "whole.pids")
-    try:
-        out, _ = whole.communicate(timeout=300)
-    finally:
-        _kill(whole)
+    out = _finish(whole)
     assert whole.returncode == 0, out
 
     job = launch(tmp_path / "killed", tmp_path / "killed.pids")
@@ -162,10 +167,7 @@ def test_a_worker_killed_with_minus_9_is_restarted_and_the_run_ends_as_an_uninte
     finally:
         _kill(job)  # torchrun and both workers, -9
     job = launch(tmp_path / "requeued", tmp_path / "requeued.pids")
-    try:
-        out, _ = job.communicate(timeout=300)
-    finally:
-        _kill(job)
+    out = _finish(job)
     assert job.returncode == 0, out
     assert requeued.updates()[-1][0] == updates
     assert _max_diff(whole_run.latest(), requeued.latest()) < 1e-5
