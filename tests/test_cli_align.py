@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from w2vcli.checkpoints.resolve import load_model
+from w2vcli.decoding.confidence import FEATURES
 from w2vcli.decoding.formats import render
-from w2vcli.pipelines.align import align, align_inputs
+from w2vcli.pipelines.align import AlignOptions, align, align_inputs
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 pytest.importorskip("transformers")
@@ -40,7 +41,10 @@ def test_words_come_back_in_order_timed_and_spelt_as_given(loaded, tmp_path):
     assert all(0 <= a < b <= r.duration + 1e-9 for a, b in times)
     assert all(b1 <= a2 for (_, b1), (a2, _) in zip(times, times[1:]))
     assert all(0 <= w["score"] <= 1 for w in r.words)
+    assert all(0 < w["confidence"] < 1 and "features" not in w for w in r.words)
     assert all(w.get("aligned", True) for w in r.words)
+    (with_features,) = align(align_inputs([str(clip)], text=TEXT), loaded, AlignOptions(features=True))
+    assert all(set(w["features"]) == set(FEATURES) for w in with_features.words)
 
 
 def test_an_unspellable_word_is_flagged_with_times_between_its_neighbours(loaded, tmp_path):

@@ -56,10 +56,15 @@ def test_edges_facing_a_pause_move_to_the_speech_and_others_keep_the_path():
     assert [(w["start"], w["end"]) for w in words] == [
         (1.0, 1.30), (1.32, 1.8), (2.5, 2.62), (2.62, 3.0),
     ]  # fmt: skip
-    # Never past the neighbour: an edge stops where the path put the next word.
+    # A gap in the path alone (the signal's speech runs on through it: CTC's blanks between words
+    # of running speech) is no pause: both edges keep the path's times (and get the pads later).
     near = [{"start": 1.05, "end": 1.2}, {"start": 1.5, "end": 1.6}]
-    snap_to_speech(near, np.array([[100, 170]]), 2.0)
-    assert near[0]["end"] == 1.5 and near[1]["start"] == 1.5
+    assert snap_to_speech(near, np.array([[100, 170]]), 2.0) == [(True, False), (False, True)]
+    assert [(w["start"], w["end"]) for w in near] == [(1.0, 1.2), (1.5, 1.7)]
+    # A pause in the signal inside the path's gap: both edges go to it.
+    split = [{"start": 1.05, "end": 1.2}, {"start": 1.5, "end": 1.6}]
+    assert snap_to_speech(split, np.array([[100, 125], [140, 170]]), 2.0) == [(True, True), (True, True)]
+    assert [(w["start"], w["end"]) for w in split] == [(1.0, 1.25), (1.4, 1.7)]
     # With no speech region at all, nothing moves.
     alone = [{"start": 1.0, "end": 1.2}]
     assert snap_to_speech(alone, np.zeros((0, 2), np.int64), 2.0) == [(False, False)]

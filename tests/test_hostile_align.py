@@ -339,11 +339,15 @@ def test_contract_word_times_score_and_fit_of_a_known_alignment(tmp_path):
     loaded = loaded_with(LOWER)
     r = align_one(loaded, record(loaded, tmp_path / "k.wav", lp), "ab ca")
     c = 0.4 / (len(LOWER) - 1)
+    conf = [w.pop("confidence") for w in r.words]
     assert r.words[0] == {"word": "ab", "start": 0.02, "end": 0.1, "score": 0.9, "fit": 1.0}
     want = round(float(np.exp((np.log(c) + np.log(0.9)) / 2)), 3), round(float(np.sqrt(c / 0.6)), 3)
     assert r.words[1] == {"word": "ca", "start": 0.16, "end": 0.22, "score": want[0], "fit": want[1]}
-    ctm = render(r, "ctm")
-    assert ctm == f"k 1 0.020 0.080 ab 0.900\nk 1 0.160 0.060 ca {want[0]:.3f}\n"
+    assert 0 < conf[1] < conf[0] < 1  # a letter the model does not hear makes its word less sure
+    for w, p in zip(r.words, conf):
+        w["confidence"] = p
+    ctm = render(r, "ctm")  # the calibrated confidence is CTM's confidence column
+    assert ctm == f"k 1 0.020 0.080 ab {conf[0]:.3f}\nk 1 0.160 0.060 ca {conf[1]:.3f}\n"
     grid = render(r, "textgrid").splitlines()
     assert grid[:8] == ['File type = "ooTextFile"', 'Object class = "TextGrid"', "", "xmin = 0", "xmax = 0.245",
                         "tiers? <exists>", "size = 1", "item []:"]  # fmt: skip

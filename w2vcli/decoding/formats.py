@@ -127,10 +127,11 @@ def to_tsv(result: Transcription) -> str:
 
 
 def to_ctm(result: Transcription) -> str:
-    """NIST CTM: `utterance channel start duration word confidence`, one line per word."""
+    """NIST CTM: `utterance channel start duration word confidence`, one line per word; the confidence
+    is an alignment's calibrated one where there is one (decoding/confidence.py), else the score."""
     utt = (result.id or Path(result.audio).with_suffix("").name).replace(" ", "_")
     return "".join(
-        f"{utt} 1 {w['start']:.3f} {w['end'] - w['start']:.3f} {w['word']} {w.get('score', 1.0):.3f}\n"
+        f"{utt} 1 {w['start']:.3f} {w['end'] - w['start']:.3f} {w['word']} {w.get('confidence', w.get('score', 1.0)):.3f}\n"
         for w in result.words
     )
 

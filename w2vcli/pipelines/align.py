@@ -29,6 +29,7 @@ from w2vcli.data.manifest import read_manifest
 from w2vcli.data.transcripts import TRANS_SUFFIX, TranscriptIndex
 from w2vcli.decoding.align import BAND, STAR, STAR_PENALTY, Span, min_frames, token_spans, viterbi
 from w2vcli.decoding.align_text import Word, prepare, token_sequence
+from w2vcli.decoding.confidence import confidence, word_features
 from w2vcli.decoding.edges import EdgeOptions, energy_db, pause_frames, snap_to_speech, speech_regions
 from w2vcli.decoding.formats import Transcription
 from w2vcli.errors import UsageError
@@ -59,6 +60,7 @@ class AlignOptions:
     # None: the pads everywhere.
     edges: EdgeOptions | None = EdgeOptions()
     chars: bool = False  # add per-character (per-token) times
+    features: bool = False  # add each word's confidence features (decoding/confidence.py; for the bench)
     chunk_seconds: float = 30.0
     stride_seconds: float = 2.5
 
@@ -235,7 +237,7 @@ def _align_one(
     spans = token_spans(path, log_probs, tokens, vocab.blank_id)
     result.words = word_times(
         words, spans, owner, frame, result.duration or 0.0, options.start_pad, options.end_pad,
-        regions, options.edges or EdgeOptions(),
+        regions, options.edges or EdgeOptions(), options.features,
     )  # fmt: skip
     if options.chars:
         result.chars = [
@@ -280,6 +282,7 @@ def word_times(
     end_pad: float = 0.0,
     regions: np.ndarray | None = None,
     edges: EdgeOptions = EdgeOptions(),
+    features: bool = False,
 ) -> list[dict]:
     """Each word's start, end, score and fit from its tokens' spans; edges that face a pause placed at
     the edges of the signal's speech `regions` (decoding/edges.py), the others moved out by the pads
@@ -289,16 +292,20 @@ def word_times(
     `score` is the geometric mean probability of the word's tokens on their frames; `fit` divides it
     by the geometric mean probability of the model's own best class on the same frames: near 1 where
     the model hears what the text says, however sure or unsure the model is in general, and far
-    below it where the model hears silence (blank) or other letters."""
+    below it where the model hears silence (blank) or other letters. `confidence` is the calibrated
+    probability that both edges lie within 50 ms of the truth (decoding/confidence.py); `features`
+    adds what it was computed from."""
     placed: dict[int, list[Span]] = {}
     for k, s in enumerate(spans):
         if s is not None and owner[k] >= 0:
             placed.setdefault(owner[k], []).append(s)
     out: list[dict] = []
+    heard: list[list[Span]] = []  # per timed word, the spans its times and confidence come from
     for i, w in enumerate(words):
         got = placed.get(i)
         if got and len(got) == len(w.tokens):
             got = _heard(got, frame)
+            heard.append(got)
             frames = sum(s.end - s.start for s in got)
             score = float(np.exp(sum(s.score * (s.end - s.start) for s in got) / frames))
             fit = float(np.exp(sum((s.score - s.best) * (s.end - s.start) for s in got) / frames))
@@ -306,12 +313,23 @@ def word_times(
                         "score": round(score, 3), "fit": round(fit, 3)})  # fmt: skip
         else:
             out.append(
-                {"word": w.text, "start": None, "end": None, "score": 0.0, "fit": 0.0, "aligned": False}
-            )
+                {"word": w.text, "start": None, "end": None, "score": 0.0, "fit": 0.0, "confidence": 0.0,
+                 "aligned": False}
+            )  # fmt: skip
     timed = [w for w in out if w["start"] is not None]
     placed = [(False, False)] * len(timed)
     if regions is not None:
         placed = snap_to_speech(timed, regions, duration, edges)
+        # The signal placed the pauses: the pads serve edges in running speech only.
+        start_pad, end_pad = edges.start_pad, edges.end_pad
+    total = round(duration / frame)
+    for n, (w, got, (at_start, at_end)) in enumerate(zip(timed, heard, placed)):
+        before = got[0].start - (heard[n - 1][-1].end if n else 0)
+        after = (heard[n + 1][0].start if n + 1 < len(heard) else total) - got[-1].end
+        facts = word_features(got, at_start, at_end, before, after)
+        w["confidence"] = round(confidence(facts), 3)
+        if features:
+            w["features"] = {k: round(v, 4) for k, v in facts.items()}
     share = start_pad / (start_pad + end_pad) if start_pad + end_pad > 0 else 0.5
     for prev, w, (fixed, _) in zip([None, *timed], timed, placed):
         if not fixed:
