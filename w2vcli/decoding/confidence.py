@@ -33,19 +33,19 @@ FEATURES = (
 )
 
 # Fitted by `python bench/bench_confidence.py fit` on the tuning set (festival, two voices, the example
-# sets' sentence collections) aligned by one model; judged on other sentences, another voice and models
-# of other strength (bench/RESULTS.md, session 13).
+# sets' sentence collections) aligned by two models (60.6% and 53.1% CER); judged on other sentences,
+# another voice and three other models (bench/RESULTS.md, session 13).
 WEIGHTS = {
-    "bias": 5.1356,
-    "log_score": 1.1588,
-    "log_fit": -0.8896,
-    "worst_letter": 0.1281,
-    "log_frames_per_letter": 0.1881,
-    "start_at_pause": -0.634,
-    "end_at_pause": -1.2662,
-    "log_letters": 0.0746,
-    "gap_before": -0.4318,
-    "gap_after": -1.0752,
+    "bias": 5.4018,
+    "log_score": 0.8579,
+    "log_fit": -0.5857,
+    "worst_letter": 0.1191,
+    "log_frames_per_letter": 0.3068,
+    "start_at_pause": -0.9709,
+    "end_at_pause": -1.2736,
+    "log_letters": 0.0226,
+    "gap_before": -0.7408,
+    "gap_after": -1.0085,
 }
 
 
