@@ -10,7 +10,7 @@ voices and models it was not fitted on (`bench/bench_confidence.py`; the reliabi
 bench/RESULTS.md): across a set, the mean confidence tracks the fraction of words whose both edges lie
 within 50 ms of where they are spoken.
 
-Why our own few lines of Newton's method rather than scikit-learn: seven features and a few thousand
+Why our own few lines of Newton's method rather than scikit-learn: ten features and a few thousand
 words, and a runtime dependency for one fit that runs in the bench only.
 """
 
@@ -49,15 +49,23 @@ WEIGHTS = {
 }
 
 
+def mean_log_probs(spans) -> tuple[float, float]:
+    """A word's mean log-probability of its letters on their frames, and the same less the model's
+    best class there (decoding/align.py Span: frames, score, best); `exp` of each: `score`, `fit`."""
+    frames = sum(s.end - s.start for s in spans)
+    score = sum(s.score * (s.end - s.start) for s in spans) / frames
+    return score, sum((s.score - s.best) * (s.end - s.start) for s in spans) / frames
+
+
 def word_features(
     spans, start_at_pause: bool, end_at_pause: bool, gap_before: int, gap_after: int
 ) -> dict[str, float]:
-    """The features of one word from its letters' spans (decoding/align.py Span: frames, score, best)
-    and the frames the path left between it and its neighbours (capped at 50: 1 s)."""
-    frames = sum(s.end - s.start for s in spans)
+    """The features of one word from its letters' spans and the frames the path left between it and
+    its neighbours (capped at 50: 1 s)."""
+    log_score, log_fit = mean_log_probs(spans)
     return {
-        "log_score": sum(s.score * (s.end - s.start) for s in spans) / frames,
-        "log_fit": sum((s.score - s.best) * (s.end - s.start) for s in spans) / frames,
+        "log_score": log_score,
+        "log_fit": log_fit,
         "worst_letter": min(s.score - s.best for s in spans),
         "log_frames_per_letter": math.log((spans[-1].end - spans[0].start) / len(spans)),
         "start_at_pause": float(start_at_pause),

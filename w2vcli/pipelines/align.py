@@ -29,7 +29,7 @@ from w2vcli.data.manifest import read_manifest
 from w2vcli.data.transcripts import TRANS_SUFFIX, TranscriptIndex
 from w2vcli.decoding.align import BAND, STAR, STAR_PENALTY, Span, min_frames, token_spans, viterbi
 from w2vcli.decoding.align_text import Word, prepare, token_sequence
-from w2vcli.decoding.confidence import confidence, word_features
+from w2vcli.decoding.confidence import confidence, mean_log_probs, word_features
 from w2vcli.decoding.edges import EdgeOptions, energy_db, pause_frames, snap_to_speech, speech_regions
 from w2vcli.decoding.formats import Transcription
 from w2vcli.errors import UsageError
@@ -306,9 +306,7 @@ def word_times(
         if got and len(got) == len(w.tokens):
             got = _heard(got, frame)
             heard.append(got)
-            frames = sum(s.end - s.start for s in got)
-            score = float(np.exp(sum(s.score * (s.end - s.start) for s in got) / frames))
-            fit = float(np.exp(sum((s.score - s.best) * (s.end - s.start) for s in got) / frames))
+            score, fit = (float(np.exp(v)) for v in mean_log_probs(got))
             out.append({"word": w.text, "start": round(got[0].start * frame, 3), "end": round(got[-1].end * frame, 3),
                         "score": round(score, 3), "fit": round(fit, 3)})  # fmt: skip
         else:
